@@ -1,0 +1,108 @@
+package event
+
+import (
+	"time"
+)
+
+// MaxPayload is Lambda's synchronous invocation payload limit (6 MB), the
+// largest event a batch may encode to.
+const MaxPayload = 6 * 1024 * 1024
+
+// Kind names the type of an event source.
+type Kind string
+
+// The source kinds esmd polls.
+const (
+	Kinesis  Kind = "kinesis"
+	DynamoDB Kind = "dynamodb"
+	SQS      Kind = "sqs"
+)
+
+// Record is one source record, already encoded as the JSON object Lambda puts
+// in the event's Records array.
+type Record struct {
+	// Key routes the record to a lane, so that records with one key keep their
+	// order: the Kinesis partition key, the DynamoDB item keys, the SQS
+	// message group id.
+	Key string
+	// Seq is the record's sequence number in its shard (streams), or the
+	// SQS sequence number of a FIFO message. It is also the itemIdentifier of
+	// a stream partial batch response.
+	Seq string
+	// ID is the itemIdentifier that a partial batch response names: the
+	// sequence number for streams, the messageId for SQS.
+	ID string
+	// Arrival is when the source received the record.
+	Arrival time.Time
+	// JSON is the record's Lambda JSON, encoded once when it was read.
+	JSON []byte
+	// Receipt is the SQS receipt handle; empty for streams.
+	Receipt string
+}
+
+// Shard is one shard of a stream, with its lineage. For SQS, a virtual shard
+// names one poller.
+type Shard struct {
+	ID string
+	// Parents are the shards that must be finished before this one starts:
+	// the parent of a split, or both parents of a merge.
+	Parents []string
+	// Closed reports that the shard takes no more writes; it ends once read.
+	Closed bool
+}
+
+// Position is a checkpoint: the sequence number up to which a shard is done
+// (successfully or by discard), or Finished when the shard was read to its end
+// and every record was resolved.
+type Position struct {
+	Seq      string `json:"seq,omitempty"`
+	Finished bool   `json:"finished,omitempty"`
+}
+
+// IsZero reports that the position names no checkpoint.
+func (p Position) IsZero() bool { return p.Seq == "" && !p.Finished }
+
+// StartType is where a reader without a checkpoint starts.
+type StartType string
+
+// Starting positions, in AWS's words.
+const (
+	TrimHorizon   StartType = "TRIM_HORIZON"
+	Latest        StartType = "LATEST"
+	AtTimestamp   StartType = "AT_TIMESTAMP"
+	AfterSequence StartType = "AFTER_SEQUENCE_NUMBER"
+	AtSequence    StartType = "AT_SEQUENCE_NUMBER"
+)
+
+// Start tells a shard reader where to begin.
+type Start struct {
+	Type      StartType
+	Seq       string    // for AfterSequence and AtSequence
+	Timestamp time.Time // for AtTimestamp
+}
+
+// CompareSeq compares two decimal sequence numbers as numbers: it returns -1,
+// 0 or +1. Kinesis and DynamoDB sequence numbers are decimal strings of up to
+// 128 digits, too long for an integer type; leading zeros are ignored.
+func CompareSeq(a, b string) int {
+	a, b = trimZeros(a), trimZeros(b)
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
+		return 1
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func trimZeros(s string) string {
+	i := 0
+	for i < len(s)-1 && s[i] == '0' {
+		i++
+	}
+	return s[i:]
+}

@@ -1,0 +1,154 @@
+package destinations
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+func TestFileConcurrentSends(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "b", "failures.jsonl")
+	d, err := NewFile("file://"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Distinct failures of very different sizes, so that torn or
+	// interleaved writes would show.
+	const n = 64
+	want := make(map[string]bool, n)
+	fails := make([][]byte, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		f := testFailure()
+		f.RequestID = "req-" + strconv.Itoa(i)
+		f.FunctionARN += string(bytes.Repeat([]byte("x"), i*997))
+		b, err := f.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fails[i] = b
+		want[string(b)] = true
+		wg.Go(func() { errs <- d.Send(t.Context(), f) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(nil, 1<<20)
+	lines := 0
+	for sc.Scan() {
+		lines++
+		if !want[sc.Text()] {
+			t.Fatalf("line %d is not one of the failures' JSON: %.200s", lines, sc.Text())
+		}
+		delete(want, sc.Text())
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if lines != n || len(want) != 0 {
+		t.Errorf("%d lines, %d failures missing; want %d lines, none missing", lines, len(want), n)
+	}
+
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+func TestFileAppendsToExisting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "failures.jsonl")
+	if err := os.WriteFile(path, []byte("{\"old\":1}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewFile("file://"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Send(t.Context(), testFailure()); err != nil {
+		t.Fatal(err)
+	}
+	// Rotation: the file is moved away; the next send starts a new one.
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Send(t.Context(), testFailure()); err != nil {
+		t.Fatal(err)
+	}
+	line := string(goldenBytes(t, "kinesis_failure.golden.json")) + "\n"
+	for name, want := range map[string]string{path + ".1": "{\"old\":1}\n" + line, path: line} {
+		got, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want {
+			t.Errorf("%s holds %q, want %q", filepath.Base(name), got, want)
+		}
+	}
+}
+
+func TestFileRelativePath(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	d, err := NewFile("file://out/failures.jsonl", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "out", "failures.jsonl"); d.Path() != want {
+		t.Errorf("Path() = %q, want %q", d.Path(), want)
+	}
+}
+
+func TestFileErrors(t *testing.T) {
+	t.Run("cancelled context writes nothing", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "failures.jsonl")
+		d, _ := NewFile("file://"+path, nil)
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := d.Send(ctx, testFailure()); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Send = %v, want context.Canceled", err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("file exists after a cancelled send: %v", err)
+		}
+	})
+	t.Run("unwritable path is transient", func(t *testing.T) {
+		dir := t.TempDir()
+		blocker := filepath.Join(dir, "not-a-dir")
+		if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := NewFile("file://"+filepath.Join(blocker, "failures.jsonl"), nil)
+		err := d.Send(t.Context(), testFailure())
+		if err == nil || isPermanent(err) {
+			t.Fatalf("Send = %v, want a transient error", err)
+		}
+		// Once the operator fixes the path, the same destination works.
+		if err := os.Remove(blocker); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Send(t.Context(), testFailure()); err != nil {
+			t.Fatalf("Send after the fix: %v", err)
+		}
+	})
+}

@@ -1,0 +1,43 @@
+package checkpoint
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// A stored position is one version byte, then the fields of that version.
+//
+// Version 1: a flags byte (bit 0: finished), then the sequence number as
+// ASCII digits to the end of the value.
+const (
+	encodingV1   byte = 1
+	flagFinished byte = 1 << 0
+)
+
+func encode(p event.Position) []byte {
+	v := make([]byte, 2, 2+len(p.Seq))
+	v[0] = encodingV1
+	if p.Finished {
+		v[1] |= flagFinished
+	}
+	return append(v, p.Seq...)
+}
+
+func decode(v []byte) (event.Position, error) {
+	if len(v) == 0 {
+		return event.Position{}, errors.New("empty position value")
+	}
+	switch v[0] {
+	case encodingV1:
+		if len(v) < 2 {
+			return event.Position{}, errors.New("position value too short")
+		}
+		if v[1]&^flagFinished != 0 {
+			return event.Position{}, fmt.Errorf("position value has unknown flags %#x", v[1])
+		}
+		return event.Position{Seq: string(v[2:]), Finished: v[1]&flagFinished != 0}, nil
+	}
+	return event.Position{}, fmt.Errorf("position value has unknown encoding version %d (written by a newer esmd?)", v[0])
+}

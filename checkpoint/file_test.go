@@ -1,0 +1,531 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+func openTemp(t testing.TB) (*File, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state", "esmd.db")
+	f, err := OpenFile(path)
+	if err != nil {
+		t.Fatalf("OpenFile: %v", err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f, path
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	long := strings.Repeat("9", 128)
+	tests := []struct {
+		name    string
+		mapping string
+		shard   string
+		saves   []event.Position
+		want    event.Position
+	}{
+		{name: "seq", mapping: "m1", shard: "shardId-000000000000",
+			saves: []event.Position{{Seq: "49590338271490256608559692538361571095921575989136588898"}},
+			want:  event.Position{Seq: "49590338271490256608559692538361571095921575989136588898"}},
+		{name: "128 digits", mapping: "m1", shard: "shardId-000000000001",
+			saves: []event.Position{{Seq: long}}, want: event.Position{Seq: long}},
+		{name: "finished with seq", mapping: "m1", shard: "shardId-000000000002",
+			saves: []event.Position{{Seq: "100"}, {Seq: "200", Finished: true}},
+			want:  event.Position{Seq: "200", Finished: true}},
+		{name: "finished without seq", mapping: "m1", shard: "shardId-000000000003",
+			saves: []event.Position{{Finished: true}}, want: event.Position{Finished: true}},
+		{name: "last save wins", mapping: "m2", shard: "shardId-000000000000",
+			saves: []event.Position{{Seq: "5"}, {Seq: "7"}, {Seq: "6"}},
+			want:  event.Position{Seq: "6"}},
+		{name: "same shard id in another mapping", mapping: "m3", shard: "shardId-000000000000",
+			saves: []event.Position{{Seq: "1"}}, want: event.Position{Seq: "1"}},
+		{name: "zero position", mapping: "m4", shard: "s",
+			saves: []event.Position{{Seq: "3"}, {}}, want: event.Position{}},
+		{name: "never saved", mapping: "m5", shard: "s", want: event.Position{}},
+	}
+	f, path := openTemp(t)
+	ctx := t.Context()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, p := range tc.saves {
+				if err := f.Save(ctx, tc.mapping, tc.shard, p); err != nil {
+					t.Fatalf("Save(%+v): %v", p, err)
+				}
+			}
+			got, err := f.Load(ctx, tc.mapping, tc.shard)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+		})
+	}
+
+	// Everything survives a reopen.
+	if err := f.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	f2, err := OpenFile(path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer f2.Close()
+	for _, tc := range tests {
+		got, err := f2.Load(ctx, tc.mapping, tc.shard)
+		if err != nil {
+			t.Fatalf("Load after reopen %s: %v", tc.name, err)
+		}
+		if got != tc.want {
+			t.Errorf("after reopen %s: got %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+	all, err := f2.All(ctx, "m1")
+	if err != nil {
+		t.Fatalf("All: %v", err)
+	}
+	wantAll := map[string]event.Position{
+		"shardId-000000000000": {Seq: "49590338271490256608559692538361571095921575989136588898"},
+		"shardId-000000000001": {Seq: long},
+		"shardId-000000000002": {Seq: "200", Finished: true},
+		"shardId-000000000003": {Finished: true},
+	}
+	if diff := cmp.Diff(wantAll, all); diff != "" {
+		t.Errorf("All (-want +got):\n%s", diff)
+	}
+	none, err := f2.All(ctx, "nope")
+	if err != nil || none == nil || len(none) != 0 {
+		t.Errorf("All of unknown mapping = %v, %v; want empty map", none, err)
+	}
+	names, err := f2.Mappings(ctx)
+	if err != nil {
+		t.Fatalf("Mappings: %v", err)
+	}
+	if diff := cmp.Diff([]string{"m1", "m2", "m3", "m4"}, names); diff != "" {
+		t.Errorf("Mappings (-want +got):\n%s", diff)
+	}
+}
+
+func TestOpenFileCreatesPrivateFileAndFolder(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	path := filepath.Join(dir, "cp.db")
+	f, err := OpenFile(path)
+	if err != nil {
+		t.Fatalf("OpenFile: %v", err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+	}{{dir, 0o700 | os.ModeDir}, {path, 0o600}} {
+		fi, err := os.Stat(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode() != c.mode {
+			t.Errorf("%s: mode %v, want %v", c.path, fi.Mode(), c.mode)
+		}
+	}
+	if f.Path() != path {
+		t.Errorf("Path() = %q, want %q", f.Path(), path)
+	}
+}
+
+func TestSaveConcurrentShards(t *testing.T) {
+	f, path := openTemp(t)
+	ctx := t.Context()
+	const (
+		workers = 100
+		saves   = 30
+	)
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			m := fmt.Sprintf("mapping-%d", w%3)
+			shard := fmt.Sprintf("shardId-%012d", w)
+			for i := 1; i <= saves; i++ {
+				p := event.Position{Seq: fmt.Sprint(i), Finished: i == saves && w%2 == 0}
+				if err := f.Save(ctx, m, shard, p); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	// Writers to one shared key: the last value each one wrote is one of
+	// theirs, and the store ends on a whole value.
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 1; i <= saves; i++ {
+				if err := f.Save(ctx, "shared", "s", event.Position{Seq: fmt.Sprintf("%d%03d", w, i)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Save: %v", err)
+	}
+	check := func(f *File) {
+		t.Helper()
+		total := 0
+		for m := range 3 {
+			all, err := f.All(ctx, fmt.Sprintf("mapping-%d", m))
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += len(all)
+			for shard, p := range all {
+				var w int
+				if _, err := fmt.Sscanf(shard, "shardId-%d", &w); err != nil {
+					t.Fatalf("unexpected shard %q", shard)
+				}
+				want := event.Position{Seq: fmt.Sprint(saves), Finished: w%2 == 0}
+				if p != want {
+					t.Errorf("%s: got %+v, want %+v", shard, p, want)
+				}
+			}
+		}
+		if total != workers {
+			t.Errorf("%d shards stored, want %d", total, workers)
+		}
+		p, err := f.Load(ctx, "shared", "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Seq) != 4 || !strings.HasSuffix(p.Seq, fmt.Sprintf("%03d", saves)) {
+			t.Errorf("shared key = %+v, want some writer's last save", p)
+		}
+	}
+	check(f)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f2, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	check(f2)
+}
+
+func TestSaveErrors(t *testing.T) {
+	f, _ := openTemp(t)
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		mapping string
+		shard   string
+		wantIs  error
+		wantSub string
+	}{
+		{name: "empty mapping", ctx: t.Context(), mapping: "", shard: "s", wantSub: "empty mapping name"},
+		{name: "empty shard", ctx: t.Context(), mapping: "m", shard: "", wantSub: "empty shard id"},
+		{name: "shard too long", ctx: t.Context(), mapping: "m", shard: strings.Repeat("x", bolt.MaxKeySize+1), wantSub: "shard id too long"},
+		{name: "cancelled", ctx: cancelled, mapping: "m", shard: "s", wantIs: context.Canceled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := f.Save(tc.ctx, tc.mapping, tc.shard, event.Position{Seq: "1"})
+			if err == nil {
+				t.Fatal("Save succeeded")
+			}
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("err = %v, want %v", err, tc.wantIs)
+			}
+			if !strings.Contains(err.Error(), tc.wantSub) || !strings.Contains(err.Error(), f.Path()) {
+				t.Errorf("err = %q, want it to name the file and say %q", err, tc.wantSub)
+			}
+		})
+	}
+	if p, err := f.Load(t.Context(), "m", "s"); err != nil || !p.IsZero() {
+		t.Errorf("after failed saves Load = %+v, %v; want zero", p, err)
+	}
+}
+
+func TestClose(t *testing.T) {
+	f, _ := openTemp(t)
+	ctx := t.Context()
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "2"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Save after Close = %v, want ErrClosed", err)
+	}
+	if _, err := f.Load(ctx, "m", "s"); !errors.Is(err, ErrClosed) {
+		t.Errorf("Load after Close = %v, want ErrClosed", err)
+	}
+}
+
+// Saves racing with Close either succeed (and are stored) or fail: none
+// blocks and none reports a position it did not store.
+func TestCloseDuringSaves(t *testing.T) {
+	f, path := openTemp(t)
+	ctx := t.Context()
+	var (
+		wg sync.WaitGroup
+		ok [20]atomic.Int64
+	)
+	for w := range len(ok) {
+		wg.Go(func() {
+			for i := int64(1); ; i++ {
+				if err := f.Save(ctx, "m", fmt.Sprint(w), event.Position{Seq: fmt.Sprint(i)}); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Errorf("Save: %v", err)
+					}
+					return
+				}
+				ok[w].Store(i)
+			}
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	f2, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	for w := range len(ok) {
+		p, err := f2.Load(ctx, "m", fmt.Sprint(w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		if p.Seq != "" {
+			fmt.Sscan(p.Seq, &got)
+		}
+		if got < ok[w].Load() {
+			t.Errorf("shard %d: stored %d, but %d was reported saved", w, got, ok[w].Load())
+		}
+	}
+}
+
+func TestOpenFileLocked(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []Option
+		max  time.Duration
+	}{
+		{name: "short timeout", opts: []Option{WithLockTimeout(200 * time.Millisecond)}, max: 2 * time.Second},
+		{name: "default timeout", max: DefaultLockTimeout + 2*time.Second},
+	}
+	f, path := openTemp(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// flock locks belong to an open file description, so a second
+			// open in this process is refused like another process's.
+			start := time.Now()
+			g, err := OpenFile(path, tc.opts...)
+			if err == nil {
+				g.Close()
+				t.Fatal("second OpenFile succeeded")
+			}
+			if el := time.Since(start); el > tc.max {
+				t.Errorf("gave up after %s, want under %s", el, tc.max)
+			}
+			if !errors.Is(err, ErrLocked) {
+				t.Errorf("err = %v, want ErrLocked", err)
+			}
+			for _, s := range []string{path, "another esmd"} {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("err = %q, want it to contain %q", err, s)
+				}
+			}
+		})
+	}
+	if err := f.Save(t.Context(), "m", "s", event.Position{Seq: "1"}); err != nil {
+		t.Errorf("first store unusable after refused open: %v", err)
+	}
+}
+
+func TestOpenFileCorrupt(t *testing.T) {
+	// valid returns the bytes of a good checkpoint file.
+	valid := func(t *testing.T) []byte {
+		t.Helper()
+		f, path := openTemp(t)
+		for i := range 50 {
+			if err := f.Save(t.Context(), "m", fmt.Sprintf("shard-%d", i), event.Position{Seq: "12345"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		f.Close()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	// boltFile returns a bbolt file written by fill.
+	boltFile := func(t *testing.T, fill func(tx *bolt.Tx) error) []byte {
+		t.Helper()
+		path := filepath.Join(t.TempDir(), "raw.db")
+		db, err := bolt.Open(path, 0o600, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(fill); err != nil {
+			t.Fatal(err)
+		}
+		db.Close()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	pageSize := os.Getpagesize()
+	tests := []struct {
+		name    string
+		content func(t *testing.T) []byte
+		wantSub string
+	}{
+		{name: "text file", content: func(*testing.T) []byte { return []byte("not a database\n") }},
+		{name: "random bytes", content: func(*testing.T) []byte {
+			b := make([]byte, 64*1024)
+			for i := range b {
+				b[i] = byte(i*7919 + i>>8)
+			}
+			return b
+		}},
+		{name: "both meta pages zeroed", content: func(t *testing.T) []byte {
+			b := valid(t)
+			clear(b[:2*pageSize])
+			return b
+		}},
+		{name: "data pages overwritten", content: func(t *testing.T) []byte {
+			b := valid(t)
+			for i := 2 * pageSize; i < len(b); i++ {
+				b[i] = 0xff
+			}
+			return b
+		}},
+		{name: "unknown value version", wantSub: "unknown encoding version 9", content: func(t *testing.T) []byte {
+			return boltFile(t, func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucket([]byte("m"))
+				if err != nil {
+					return err
+				}
+				return b.Put([]byte("s"), []byte{9, 0, '1'})
+			})
+		}},
+		{name: "nested bucket", wantSub: "nested bucket", content: func(t *testing.T) []byte {
+			return boltFile(t, func(tx *bolt.Tx) error {
+				b, err := tx.CreateBucket([]byte("m"))
+				if err != nil {
+					return err
+				}
+				_, err = b.CreateBucket([]byte("x"))
+				return err
+			})
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			content := tc.content(t)
+			path := filepath.Join(t.TempDir(), "cp.db")
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f, err := OpenFile(path)
+			if err == nil {
+				f.Close()
+				t.Fatal("OpenFile succeeded on a damaged file")
+			}
+			if !strings.Contains(err.Error(), path) {
+				t.Errorf("err = %q, want it to name %s", err, path)
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("err = %v, want ErrCorrupt", err)
+			}
+			if tc.wantSub != "" && !strings.Contains(err.Error(), tc.wantSub) {
+				t.Errorf("err = %q, want it to say %q", err, tc.wantSub)
+			}
+			after, rerr := os.ReadFile(path)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			if string(after) != string(content) {
+				t.Error("OpenFile changed the damaged file")
+			}
+		})
+	}
+}
+
+func TestOpenFileUnusablePath(t *testing.T) {
+	dir := t.TempDir()
+	regular := filepath.Join(dir, "regular")
+	if err := os.WriteFile(regular, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		path string
+	}{
+		{name: "parent is a regular file", path: filepath.Join(regular, "cp.db")},
+		{name: "grandparent is a regular file", path: filepath.Join(regular, "sub", "cp.db")},
+		{name: "path is a folder", path: dir},
+		{name: "empty path", path: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := OpenFile(tc.path)
+			if err == nil {
+				f.Close()
+				t.Fatal("OpenFile succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.path) {
+				t.Errorf("err = %q, want it to name %q", err, tc.path)
+			}
+		})
+	}
+}
+
+func TestOpenFileReadOnlyFolder(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("running as root: folder permissions do not apply (TestOpenFileUnusablePath covers an unwritable path)")
+	}
+	dir := filepath.Join(t.TempDir(), "ro")
+	if err := os.Mkdir(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chmod(dir, 0o700) })
+	path := filepath.Join(dir, "cp.db")
+	f, err := OpenFile(path)
+	if err == nil {
+		f.Close()
+		t.Fatal("OpenFile succeeded in a read-only folder")
+	}
+	if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), path) {
+		t.Errorf("err = %v, want a permission error naming %s", err, path)
+	}
+}

@@ -1,0 +1,102 @@
+package mapping
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+func TestTrackerContiguousPrefix(t *testing.T) {
+	tr := newTracker(3)
+	tr.add([]string{"1", "2", "3", "4", "5", "6"}, []int{0, 1, 2, 0, 1, 2})
+	steps := []struct {
+		lane, n int
+		want    string
+		moved   bool
+	}{
+		{1, 1, "", false},  // "2" done, "1" pending
+		{2, 2, "", false},  // "3","6" done
+		{0, 1, "3", true},  // "1" done: prefix 1,2,3
+		{0, 1, "4", true},  // "4" done; "5" pending
+		{1, 1, "6", true},  // "5" done: everything
+	}
+	for i, s := range steps {
+		got, moved := tr.resolve(s.lane, s.n)
+		if got != s.want || moved != s.moved {
+			t.Fatalf("step %d: resolve(%d,%d) = %q,%v; want %q,%v", i, s.lane, s.n, got, moved, s.want, s.moved)
+		}
+	}
+	if p := tr.pending(); p != 0 {
+		t.Fatalf("pending = %d, want 0", p)
+	}
+	tr.add([]string{"7"}, []int{1})
+	if p := tr.pending(); p != 1 {
+		t.Fatalf("pending = %d, want 1", p)
+	}
+	if got, moved := tr.resolve(1, 1); got != "7" || !moved {
+		t.Fatalf("resolve after refill = %q,%v", got, moved)
+	}
+}
+
+func TestFirstFailed(t *testing.T) {
+	recs := []event.Record{{ID: "10"}, {ID: "11"}, {ID: "12"}, {ID: "13"}}
+	tests := []struct {
+		name    string
+		body    string
+		want    int
+		wantErr bool
+	}{
+		{"empty body", ``, 4, false},
+		{"null", `null`, 4, false},
+		{"empty object", `{}`, 4, false},
+		{"string response", `"done"`, 4, false},
+		{"null list", `{"batchItemFailures":null}`, 4, false},
+		{"empty list", `{"batchItemFailures":[]}`, 4, false},
+		{"one failure", `{"batchItemFailures":[{"itemIdentifier":"12"}]}`, 2, false},
+		{"lowest wins", `{"batchItemFailures":[{"itemIdentifier":"13"},{"itemIdentifier":"11"}]}`, 1, false},
+		{"first record", `{"batchItemFailures":[{"itemIdentifier":"10"}]}`, 0, false},
+		{"unknown id", `{"batchItemFailures":[{"itemIdentifier":"99"}]}`, 0, true},
+		{"empty id", `{"batchItemFailures":[{"itemIdentifier":""}]}`, 0, true},
+		{"null id", `{"batchItemFailures":[{"itemIdentifier":null}]}`, 0, true},
+		{"misspelled key", `{"batchItemFailures":[{"itemIdentfier":"11"}]}`, 0, true},
+		{"not json", `{"batchItemFailures":[`, 0, true},
+		{"invalid bare", `oops`, 0, true},
+		{"id not a string", `{"batchItemFailures":[{"itemIdentifier":11}]}`, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := firstFailed([]byte(tt.body), recs)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, errMalformedResponse) {
+				t.Fatalf("err %v does not wrap errMalformedResponse", err)
+			}
+			if got != tt.want {
+				t.Fatalf("firstFailed = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLaneForIsStable(t *testing.T) {
+	for _, key := range []string{"", "a", "order-1", "ключ"} {
+		l := laneFor(key, 7)
+		for i := 0; i < 3; i++ {
+			if laneFor(key, 7) != l {
+				t.Fatalf("laneFor(%q) not stable", key)
+			}
+		}
+		if l < 0 || l >= 7 {
+			t.Fatalf("laneFor(%q) = %d out of range", key, l)
+		}
+	}
+	seen := map[int]bool{}
+	for i := 0; i < 100; i++ {
+		seen[laneFor("k"+string(rune('a'+i%26))+string(rune('0'+i/26)), 4)] = true
+	}
+	if len(seen) != 4 {
+		t.Fatalf("100 keys used %d of 4 lanes", len(seen))
+	}
+}

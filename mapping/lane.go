@@ -1,0 +1,432 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// lane is one of a shard's ParallelizationFactor batch pipelines. It owns
+// its buffer and has at most one invocation in flight, so the records of one
+// partition key keep their order.
+type lane struct {
+	w   *worker
+	idx int
+	in  chan []event.Record
+	log *slog.Logger
+
+	buf      []event.Record // received and not yet resolved, in order
+	bufBytes int            // event size of buf as one batch, less the frame
+	payload  []byte         // reused event buffer
+	bo       *backoff.ExponentialBackOff
+}
+
+func newLane(w *worker, idx int) *lane {
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = w.r.cfg.RetryInitial
+	bo.MaxInterval = w.r.cfg.RetryMax
+	bo.MaxElapsedTime = 0
+	return &lane{
+		w:   w,
+		idx: idx,
+		in:  make(chan []event.Record, 1),
+		log: w.log.With("lane", idx),
+		bo:  bo,
+	}
+}
+
+// run collects batches and processes them until the input is closed and
+// drained (shard end), the mapping drains, or ctx is cancelled.
+func (l *lane) run(ctx context.Context) {
+	cfg := &l.w.r.cfg
+	in := l.in
+	var timer *time.Timer
+	var timerC <-chan time.Time
+	windowDone := false
+	stopTimer := func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		timerC, windowDone = nil, false
+	}
+	defer stopTimer()
+	for {
+		ready := len(l.buf) > 0 && (in == nil || windowDone || cfg.BatchWindow <= 0 || l.full())
+		if ready {
+			if l.w.r.isDraining() || ctx.Err() != nil {
+				return
+			}
+			n := l.cut()
+			resolved, stopped := l.process(ctx, l.buf[:n])
+			l.shift(resolved)
+			if stopped {
+				return
+			}
+			if len(l.buf) == 0 {
+				stopTimer()
+			}
+			continue
+		}
+		if in == nil {
+			return // shard end: everything resolved
+		}
+		select {
+		case recs, ok := <-in:
+			if !ok {
+				in = nil
+				continue
+			}
+			if len(l.buf) == 0 && cfg.BatchWindow > 0 {
+				if timer == nil {
+					timer = time.NewTimer(cfg.BatchWindow)
+				} else {
+					timer.Reset(cfg.BatchWindow)
+				}
+				timerC = timer.C
+			}
+			for i := range recs {
+				l.bufBytes += len(recs[i].JSON) + 1
+			}
+			l.buf = append(l.buf, recs...)
+		case <-timerC:
+			timerC, windowDone = nil, true
+		case <-l.w.r.drainC:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// full reports that the buffer holds at least a whole batch.
+func (l *lane) full() bool {
+	return len(l.buf) >= l.w.r.cfg.BatchSize || l.bufBytes+event.Overhead > l.w.r.cfg.MaxPayload
+}
+
+// cut returns how many records of the buffer make the next batch: at most
+// BatchSize, and no more than fit in MaxPayload. A single record too large to
+// fit still makes a batch of one; process gives it up.
+func (l *lane) cut() int {
+	cfg := &l.w.r.cfg
+	n := min(len(l.buf), cfg.BatchSize)
+	size := event.Overhead
+	for i := 0; i < n; i++ {
+		size += event.AddedSize(i, len(l.buf[i].JSON))
+		if size > cfg.MaxPayload {
+			return max(i, 1)
+		}
+	}
+	return n
+}
+
+func (l *lane) shift(n int) {
+	for i := 0; i < n; i++ {
+		l.bufBytes -= len(l.buf[i].JSON) + 1
+	}
+	k := copy(l.buf, l.buf[n:])
+	clear(l.buf[k:])
+	l.buf = l.buf[:k]
+}
+
+// span is a part of a batch being retried, with its own counts.
+type span struct {
+	recs     []event.Record
+	attempts int // function errors (and partial failures) counted against MaximumRetryAttempts
+	invokes  int // invocations of exactly these records
+	last     outcome
+}
+
+// outcome is what the last invocation of a span returned, for failure
+// records.
+type outcome struct {
+	statusCode      int
+	executedVersion string
+	functionError   string
+	err             error
+}
+
+// process invokes recs as one batch and applies Lambda's error rules until
+// every record is resolved: succeeded, or given up and (when a destination is
+// set) delivered to it. It resolves records in the tracker as soon as a
+// prefix is done, and returns how many it resolved. stopped reports that it
+// returned early, on drain or hard stop, leaving the rest unresolved.
+func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, stopped bool) {
+	r := l.w.r
+	cfg := &r.cfg
+	work := []span{{recs: recs}}
+	resolve := func(n int) {
+		l.w.resolve(l.idx, n)
+		resolved += n
+	}
+	for len(work) > 0 {
+		s := &work[0]
+		if n := l.expired(s.recs); n > 0 {
+			if !l.giveUp(ctx, s.recs[:n], event.RecordAgeExceeded, s) {
+				return resolved, true
+			}
+			resolve(n)
+			s.recs = s.recs[n:]
+			if len(s.recs) == 0 {
+				work = work[1:]
+			}
+			continue
+		}
+		if len(s.recs) == 1 && event.EventSize(s.recs) > cfg.MaxPayload {
+			l.log.Error("record too large to invoke", "seq", s.recs[0].Seq, "bytes", len(s.recs[0].JSON), "limit", cfg.MaxPayload)
+			if !l.giveUp(ctx, s.recs, event.PayloadTooLarge, s) {
+				return resolved, true
+			}
+			resolve(1)
+			work = work[1:]
+			continue
+		}
+		if s.invokes > 0 || s.attempts > 0 || resolved > 0 || len(work) > 1 {
+			// Not the batch's first invocation: a drain stops here.
+			if r.isDraining() {
+				return resolved, true
+			}
+		}
+		resp, err := l.invoke(ctx, s)
+		if ctx.Err() != nil {
+			return resolved, true
+		}
+		if err == nil && cfg.ReportBatchItemFailures {
+			k, perr := firstFailed(resp.Body, s.recs)
+			if perr != nil {
+				err = &FunctionError{Kind: "Unhandled", Type: "PartialBatchResponseError", Message: perr.Error(), StatusCode: resp.StatusCode, ExecutedVersion: resp.ExecutedVersion}
+			} else if k < len(s.recs) {
+				r.stats.FailedInvokeEvents.Add(int64(len(s.recs)))
+				l.log.Warn("function reported failed records", "failed_from", s.recs[k].Seq, "resolved", k, "retrying", len(s.recs)-k)
+				resolve(k)
+				s.recs = s.recs[k:]
+				s.attempts++
+				s.invokes = 0
+				if r.exhausted(s.attempts) {
+					if !l.giveUp(ctx, s.recs, event.RetryAttemptsExhausted, s) {
+						return resolved, true
+					}
+					resolve(len(s.recs))
+					work = work[1:]
+					continue
+				}
+				r.stats.Retries.Add(1)
+				if !l.wait(ctx, 0) {
+					return resolved, true
+				}
+				continue
+			}
+		}
+		var fe *FunctionError
+		var te *ThrottleError
+		switch {
+		case err == nil:
+			l.bo.Reset()
+			resolve(len(s.recs))
+			work = work[1:]
+		case errors.As(err, &fe):
+			r.stats.FunctionErrors.Add(1)
+			r.stats.FailedInvokeEvents.Add(int64(len(s.recs)))
+			if fe.Timeout {
+				r.stats.Timeouts.Add(1)
+			}
+			if cfg.BisectOnError && len(s.recs) > 1 {
+				// Splitting does not count as a retry: both halves keep the
+				// attempts of the batch they came from.
+				r.stats.Bisects.Add(1)
+				half := len(s.recs) / 2
+				a := span{recs: s.recs[:half], attempts: s.attempts, last: s.last}
+				b := span{recs: s.recs[half:], attempts: s.attempts, last: s.last}
+				l.log.Warn("function error, bisecting batch", "err", err, "records", len(s.recs))
+				work = append([]span{a, b}, work[1:]...)
+				continue
+			}
+			s.attempts++
+			if r.exhausted(s.attempts) {
+				if !l.giveUp(ctx, s.recs, event.RetryAttemptsExhausted, s) {
+					return resolved, true
+				}
+				resolve(len(s.recs))
+				work = work[1:]
+				continue
+			}
+			r.stats.Retries.Add(1)
+			l.log.Warn("function error, retrying batch", "err", err, "records", len(s.recs), "attempt", s.attempts)
+			if !l.wait(ctx, 0) {
+				return resolved, true
+			}
+		case errors.As(err, &te):
+			// Throttles and invoke-side errors never count as attempts:
+			// only age (checked at the top) ends them.
+			r.stats.Throttles.Add(1)
+			l.log.Warn("function throttled, retrying batch", "err", err, "records", len(s.recs))
+			if !l.wait(ctx, te.RetryAfter) {
+				return resolved, true
+			}
+		default:
+			r.stats.InvokeErrors.Add(1)
+			l.log.Warn("invoke failed, retrying batch", "err", err, "records", len(s.recs))
+			if !l.wait(ctx, 0) {
+				return resolved, true
+			}
+		}
+	}
+	return resolved, false
+}
+
+// expired counts the leading records of recs older than MaximumRecordAge.
+func (l *lane) expired(recs []event.Record) int {
+	age := l.w.r.cfg.MaxRecordAge
+	if age < 0 {
+		return 0
+	}
+	cutoff := time.Now().Add(-age)
+	n := 0
+	for n < len(recs) && recs[n].Arrival.Before(cutoff) {
+		n++
+	}
+	return n
+}
+
+// invoke sends recs to the function once.
+func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
+	r := l.w.r
+	cfg := &r.cfg
+	l.payload = event.AppendEvent(l.payload[:0], s.recs)
+	req := &Request{
+		Payload:   l.payload,
+		RequestID: uuid.NewString(),
+		Mapping:   cfg.Name,
+		Attempt:   s.attempts + 1,
+	}
+	ictx := ctx
+	if cfg.InvokeTimeout > 0 {
+		req.Deadline = time.Now().Add(cfg.InvokeTimeout)
+		var cancel context.CancelFunc
+		// The invoker enforces the timeout; the engine waits a little longer
+		// so that the invoker can report it as a function error.
+		ictx, cancel = context.WithDeadline(ctx, req.Deadline.Add(time.Second))
+		defer cancel()
+	}
+	s.invokes++
+	r.stats.Invocations.Add(1)
+	r.stats.InvokedEvents.Add(int64(len(s.recs)))
+	r.stats.IteratorAgeMillis.Store(time.Since(s.recs[len(s.recs)-1].Arrival).Milliseconds())
+	r.stats.LanesBusy.Add(1)
+	resp, err := r.deps.Invoker.Invoke(ictx, req)
+	r.stats.LanesBusy.Add(-1)
+	r.noteResult(err)
+	switch fe := (*FunctionError)(nil); {
+	case err == nil:
+		s.last = outcome{statusCode: resp.StatusCode, executedVersion: resp.ExecutedVersion}
+	case errors.As(err, &fe):
+		s.last = outcome{statusCode: fe.StatusCode, executedVersion: fe.ExecutedVersion, functionError: fe.Kind, err: err}
+	default:
+		s.last = outcome{err: err}
+	}
+	l.log.Debug("invoked", "request_id", req.RequestID, "records", len(s.recs), "bytes", len(l.payload), "attempt", req.Attempt, "err", err)
+	return resp, err
+}
+
+// wait backs off before a retry: at least min, and at least the lane's
+// exponential backoff. It returns false when the mapping stops meanwhile.
+func (l *lane) wait(ctx context.Context, min time.Duration) bool {
+	d := l.bo.NextBackOff()
+	if min > d {
+		d = min
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.w.r.drainC:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// giveUp sends the failure record of recs to the destination, retrying until
+// it is delivered; only then may the records count as done. It returns false
+// when the mapping stops first.
+func (l *lane) giveUp(ctx context.Context, recs []event.Record, cond event.Condition, s *span) bool {
+	r := l.w.r
+	cfg := &r.cfg
+	f := &event.Failure{
+		Source:                 cfg.Kind,
+		RequestID:              uuid.NewString(),
+		FunctionARN:            cfg.FunctionARN,
+		Condition:              cond,
+		ApproximateInvokeCount: s.invokes,
+		StatusCode:             s.last.statusCode,
+		ExecutedVersion:        s.last.executedVersion,
+		FunctionError:          s.last.functionError,
+		Timestamp:              time.Now(),
+		ShardID:                l.w.shard.ID,
+		StreamARN:              cfg.SourceARN,
+		StartSeq:               recs[0].Seq,
+		EndSeq:                 recs[len(recs)-1].Seq,
+		FirstArrival:           recs[0].Arrival,
+		LastArrival:            recs[len(recs)-1].Arrival,
+		BatchSize:              len(recs),
+		MappingUUID:            cfg.UUID,
+		Records:                recs,
+	}
+	attrs := []any{"condition", cond, "records", len(recs), "start_seq", f.StartSeq, "end_seq", f.EndSeq, "invokes", s.invokes}
+	if s.last.err != nil {
+		attrs = append(attrs, "last_err", s.last.err.Error())
+	}
+	if r.deps.Destination == nil {
+		r.stats.DroppedEvents.Add(int64(len(recs)))
+		l.log.Error("gave up on records; no on-failure destination is set, so they are dropped", attrs...)
+		return true
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = cfg.RetryInitial
+	bo.MaxInterval = cfg.RetryMax
+	bo.MaxElapsedTime = 0
+	failing := false
+	for {
+		err := r.deps.Destination.Send(ctx, f)
+		if err == nil {
+			r.stats.DestinationDeliveredEvents.Add(int64(len(recs)))
+			if failing {
+				l.log.Info("on-failure destination recovered")
+			}
+			l.log.Warn("gave up on records; failure record delivered to the on-failure destination", attrs...)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		r.stats.DestinationFailures.Add(1)
+		if !failing {
+			l.log.Error("on-failure destination failed; the shard will not advance past these records until it succeeds", append(attrs, "err", err)...)
+			failing = true
+		}
+		var perm *backoff.PermanentError
+		if errors.As(err, &perm) {
+			// A record the destination can never take: keep blocking, but
+			// say so once; a config reload or a fix of the destination
+			// is needed.
+			l.log.Error("on-failure destination rejects this record permanently", "err", fmt.Sprint(err))
+		}
+		t := time.NewTimer(bo.NextBackOff())
+		select {
+		case <-t.C:
+		case <-l.w.r.drainC:
+			t.Stop()
+			return false
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
+	}
+}

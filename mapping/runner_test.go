@@ -1,0 +1,573 @@
+package mapping_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/test/fakes"
+)
+
+const mname = "m"
+
+type harness struct {
+	t      *testing.T
+	stream *fakes.Stream
+	fn     *fakes.Function
+	dest   *fakes.Destination
+	cps    *fakes.Checkpoints
+	r      *mapping.Runner
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func baseConfig() mapping.Config {
+	return mapping.Config{
+		Name:             mname,
+		UUID:             "00000000-0000-0000-0000-000000000001",
+		Kind:             event.Kinesis,
+		SourceARN:        "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
+		FunctionARN:      "arn:aws:lambda:us-east-1:000000000000:function:f",
+		BatchSize:        10,
+		MaxRecordAge:     -1,
+		MaxRetryAttempts: -1,
+		StartingPosition: event.Start{Type: event.TrimHorizon},
+		RetryInitial:     time.Millisecond,
+		RetryMax:         5 * time.Millisecond,
+		DiscoveryInterval: 20 * time.Millisecond,
+	}
+}
+
+func start(t *testing.T, cfg mapping.Config, stream *fakes.Stream, fn *fakes.Function, cps *fakes.Checkpoints) *harness {
+	t.Helper()
+	return startWith(t, cfg, stream, fn, cps, &fakes.Destination{})
+}
+
+func startWith(t *testing.T, cfg mapping.Config, stream *fakes.Stream, fn *fakes.Function, cps *fakes.Checkpoints, dest *fakes.Destination) *harness {
+	t.Helper()
+	h := &harness{t: t, stream: stream, fn: fn, dest: dest, cps: cps, done: make(chan error, 1)}
+	if h.cps == nil {
+		h.cps = fakes.NewCheckpoints()
+	}
+	r, err := mapping.NewRunner(cfg, mapping.Deps{Source: stream, Invoker: fn, Destination: h.dest, Checkpointer: h.cps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.r = r
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-h.done
+	})
+	return h
+}
+
+// drain stops the runner softly and checks that Run returned nil.
+func (h *harness) drain() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.r.Drain(ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := <-h.done; err != nil {
+		h.t.Fatalf("Run after drain = %v, want nil", err)
+	}
+	h.done <- nil
+}
+
+// eventually waits up to 10 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// delivered returns, per record data, how many successful invocations held
+// it, given the set of invocations that failed.
+func succeeded(fn *fakes.Function, failed func(fakes.Invocation) bool) map[string]int {
+	out := map[string]int{}
+	for _, inv := range fn.Invocations() {
+		if failed(inv) {
+			continue
+		}
+		for _, r := range inv.Records {
+			out[r.Data]++
+		}
+	}
+	return out
+}
+
+func TestDeliversEveryRecordInShardOrder(t *testing.T) {
+	s := fakes.NewStream(3)
+	want := map[string][]string{}
+	for i := 0; i < 300; i++ {
+		sh := fmt.Sprintf("shard-%d", i%3)
+		d := fmt.Sprintf("r%d", i)
+		s.Put(sh, "k"+fakes.Itoa(i), []byte(d))
+		want[sh] = append(want[sh], d)
+	}
+	fn := &fakes.Function{}
+	h := start(t, baseConfig(), s, fn, nil)
+	eventually(t, "300 records", func() bool { return h.r.Stats().InvokedEvents.Load() == 300 })
+	h.drain()
+
+	got := map[string][]string{}
+	for _, inv := range fn.Invocations() {
+		if len(inv.Records) > 10 {
+			t.Fatalf("batch of %d records, BatchSize is 10", len(inv.Records))
+		}
+		for _, r := range inv.Records {
+			n := 0
+			fmt.Sscanf(r.Data, "r%d", &n)
+			sh := fmt.Sprintf("shard-%d", n%3)
+			got[sh] = append(got[sh], r.Data)
+		}
+	}
+	for sh, w := range want {
+		if strings.Join(got[sh], ",") != strings.Join(w, ",") {
+			t.Errorf("%s delivered %v, want %v", sh, got[sh], w)
+		}
+		shards, _ := s.Shards(context.Background())
+		_ = shards
+	}
+	// Every shard's checkpoint is its last record.
+	for i := 0; i < 3; i++ {
+		sh := fmt.Sprintf("shard-%d", i)
+		p := h.cps.Get(mname, sh)
+		if p.Seq == "" {
+			t.Errorf("%s: no checkpoint", sh)
+		}
+	}
+}
+
+func TestPoisonRecordIsolatedByBisect(t *testing.T) {
+	s := fakes.NewStream(1)
+	var poisonSeq string
+	for i := 0; i < 100; i++ {
+		seq := s.Put("shard-0", "k"+fakes.Itoa(i), []byte(fmt.Sprintf("r%d", i)))
+		if i == 37 {
+			poisonSeq = seq
+		}
+	}
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		for _, r := range recs {
+			if r.Data == "r37" {
+				return nil, &mapping.FunctionError{Kind: "Unhandled", Type: "Poison", StatusCode: 200}
+			}
+		}
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	cfg := baseConfig()
+	cfg.BatchSize = 100
+	cfg.BisectOnError = true
+	cfg.MaxRetryAttempts = 0
+	s.ReadLimit = 100
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
+	eventually(t, "checkpoint at end", func() bool { return h.cps.Get(mname, "shard-0").Seq == fmt.Sprintf("%020d", 100) })
+	h.drain()
+
+	f := h.dest.Got()
+	if len(f) != 1 {
+		t.Fatalf("%d failure records, want 1", len(f))
+	}
+	if f[0].BatchSize != 1 || f[0].StartSeq != poisonSeq || f[0].EndSeq != poisonSeq || f[0].Condition != event.RetryAttemptsExhausted {
+		t.Fatalf("failure = batchSize %d start %s end %s condition %s; want 1, %s, %s, RetryAttemptsExhausted",
+			f[0].BatchSize, f[0].StartSeq, f[0].EndSeq, f[0].Condition, poisonSeq, poisonSeq)
+	}
+	if f[0].ApproximateInvokeCount != 1 || f[0].FunctionError != "Unhandled" || f[0].ShardID != "shard-0" {
+		t.Fatalf("failure = %+v", f[0])
+	}
+	ok := succeeded(fn, func(inv fakes.Invocation) bool {
+		for _, r := range inv.Records {
+			if r.Data == "r37" {
+				return true
+			}
+		}
+		return false
+	})
+	for i := 0; i < 100; i++ {
+		d := fmt.Sprintf("r%d", i)
+		if want := 1; i != 37 && ok[d] != want {
+			t.Errorf("%s succeeded %d times, want 1", d, ok[d])
+		}
+	}
+	if ok["r37"] != 0 {
+		t.Errorf("poison record succeeded")
+	}
+}
+
+func TestRetryAttemptsExhaustedWithoutBisect(t *testing.T) {
+	s := fakes.NewStream(1)
+	for i := 0; i < 15; i++ {
+		s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+	}
+	var calls atomic.Int32
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		calls.Add(1)
+		if recs[0].Data == "r0" {
+			return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200, ExecutedVersion: "$LATEST"}
+		}
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	cfg := baseConfig()
+	cfg.MaxRetryAttempts = 2
+	s.ReadLimit = 10
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "all processed", func() bool { return h.r.Stats().InvokedEvents.Load() == 3*10+5 })
+	h.drain()
+	f := h.dest.Got()
+	if len(f) != 1 {
+		t.Fatalf("%d failure records, want 1", len(f))
+	}
+	if f[0].ApproximateInvokeCount != 3 || f[0].BatchSize != 10 || f[0].Condition != event.RetryAttemptsExhausted || f[0].ExecutedVersion != "$LATEST" {
+		t.Fatalf("failure = %+v", f[0])
+	}
+	invs := fn.Invocations()
+	if len(invs) != 4 {
+		t.Fatalf("%d invocations, want 3 of the failing batch and 1 of the next", len(invs))
+	}
+	for i := 0; i < 3; i++ {
+		if invs[i].Attempt != i+1 || invs[i].Records[0].Data != "r0" || len(invs[i].Records) != 10 {
+			t.Fatalf("invocation %d = attempt %d first %s len %d", i, invs[i].Attempt, invs[i].Records[0].Data, len(invs[i].Records))
+		}
+	}
+	if invs[3].Records[0].Data != "r10" {
+		t.Fatalf("next batch starts at %s, want r10", invs[3].Records[0].Data)
+	}
+}
+
+func TestPartialBatchResponseResumesAtLowestFailure(t *testing.T) {
+	s := fakes.NewStream(1)
+	var seqs []string
+	for i := 0; i < 10; i++ {
+		seqs = append(seqs, s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i))))
+	}
+	var n atomic.Int32
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		if n.Add(1) == 1 {
+			body := fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q},{"itemIdentifier":%q}]}`, seqs[7], seqs[4])
+			return &mapping.Response{StatusCode: 200, Body: []byte(body)}, nil
+		}
+		return &mapping.Response{StatusCode: 200, Body: []byte(`{"batchItemFailures":[]}`)}, nil
+	}}
+	cfg := baseConfig()
+	cfg.ReportBatchItemFailures = true
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "retry", func() bool { return len(fn.Invocations()) == 2 })
+	eventually(t, "checkpoint", func() bool { return h.cps.Get(mname, "shard-0").Seq == seqs[9] })
+	h.drain()
+	invs := fn.Invocations()
+	if len(invs) != 2 {
+		t.Fatalf("%d invocations, want 2", len(invs))
+	}
+	var got []string
+	for _, r := range invs[1].Records {
+		got = append(got, r.Data)
+	}
+	if strings.Join(got, ",") != "r4,r5,r6,r7,r8,r9" {
+		t.Fatalf("retry held %v, want r4..r9", got)
+	}
+	if len(h.dest.Got()) != 0 {
+		t.Fatal("unexpected failure record")
+	}
+}
+
+func TestMalformedPartialResponseFailsWholeBatch(t *testing.T) {
+	s := fakes.NewStream(1)
+	for i := 0; i < 4; i++ {
+		s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+	}
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		return &mapping.Response{StatusCode: 200, Body: []byte(`{"batchItemFailures":[{"itemIdentifier":"nope"}]}`)}, nil
+	}}
+	cfg := baseConfig()
+	cfg.ReportBatchItemFailures = true
+	cfg.MaxRetryAttempts = 1
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
+	h.drain()
+	f := h.dest.Got()[0]
+	if f.BatchSize != 4 || f.ApproximateInvokeCount != 2 {
+		t.Fatalf("failure batchSize %d invokes %d, want 4 and 2", f.BatchSize, f.ApproximateInvokeCount)
+	}
+}
+
+func TestRecordAgeExceeded(t *testing.T) {
+	s := fakes.NewStream(1)
+	old := time.Now().Add(-2 * time.Minute)
+	for i := 0; i < 3; i++ {
+		s.PutAt("shard-0", "k", []byte(fmt.Sprintf("old%d", i)), old)
+	}
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		return nil, &mapping.FunctionError{Kind: "Unhandled"}
+	}}
+	cfg := baseConfig()
+	cfg.MaxRecordAge = time.Minute
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
+	// A fresh record is retried (function always fails) until it ages out.
+	cfg2 := h.dest.Got()[0]
+	if cfg2.Condition != event.RecordAgeExceeded || cfg2.BatchSize != 3 || cfg2.ApproximateInvokeCount != 0 {
+		t.Fatalf("failure = %+v", cfg2)
+	}
+	if len(fn.Invocations()) != 0 {
+		t.Fatalf("records older than the maximum age were invoked")
+	}
+	h.drain()
+}
+
+func TestRecordAgeEndsRetriesOfFailingBatch(t *testing.T) {
+	s := fakes.NewStream(1)
+	s.PutAt("shard-0", "k", []byte("a"), time.Now().Add(-59*time.Second-800*time.Millisecond))
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		return nil, &mapping.FunctionError{Kind: "Unhandled"}
+	}}
+	cfg := baseConfig()
+	cfg.MaxRecordAge = time.Minute
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
+	h.drain()
+	f := h.dest.Got()[0]
+	if f.Condition != event.RecordAgeExceeded || f.ApproximateInvokeCount < 1 || f.FunctionError != "Unhandled" {
+		t.Fatalf("failure = %+v", f)
+	}
+}
+
+func TestThrottlesAndInvokeErrorsDoNotCountAttempts(t *testing.T) {
+	s := fakes.NewStream(1)
+	s.Put("shard-0", "k", []byte("a"))
+	var n atomic.Int32
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		switch k := n.Add(1); {
+		case k <= 3:
+			return nil, &mapping.ThrottleError{StatusCode: 429}
+		case k <= 6:
+			return nil, errors.New("connection refused")
+		}
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	cfg := baseConfig()
+	cfg.MaxRetryAttempts = 0
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "success", func() bool { return h.cps.Get(mname, "shard-0").Seq != "" })
+	h.drain()
+	if len(h.dest.Got()) != 0 || n.Load() != 7 {
+		t.Fatalf("failures %d, calls %d; want 0 and 7", len(h.dest.Got()), n.Load())
+	}
+	st := h.r.Stats()
+	if st.Throttles.Load() != 3 || st.InvokeErrors.Load() != 3 {
+		t.Fatalf("throttles %d invoke errors %d, want 3 and 3", st.Throttles.Load(), st.InvokeErrors.Load())
+	}
+}
+
+func TestDestinationFailureBlocksCheckpoint(t *testing.T) {
+	s := fakes.NewStream(1)
+	bad := s.Put("shard-0", "k", []byte("bad"))
+	_ = bad
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		return nil, &mapping.FunctionError{Kind: "Unhandled"}
+	}}
+	cfg := baseConfig()
+	cfg.MaxRetryAttempts = 0
+	var healthy atomic.Bool
+	dest := &fakes.Destination{Fail: func() error {
+		if healthy.Load() {
+			return nil
+		}
+		return errors.New("destination down")
+	}}
+	h := startWith(t, cfg, s, fn, nil, dest)
+	eventually(t, "destination failures", func() bool { return h.r.Stats().DestinationFailures.Load() >= 3 })
+	if p := h.cps.Get(mname, "shard-0"); p.Seq != "" {
+		t.Fatalf("checkpoint moved to %s while the destination was down", p.Seq)
+	}
+	healthy.Store(true)
+	eventually(t, "checkpoint", func() bool { return h.cps.Get(mname, "shard-0").Seq == bad })
+	h.drain()
+	if len(h.dest.Got()) != 1 {
+		t.Fatalf("%d failure records, want 1", len(h.dest.Got()))
+	}
+}
+
+func TestParallelizationKeepsPerKeyOrder(t *testing.T) {
+	s := fakes.NewStream(2)
+	s.ReadLimit = 500
+	const keys, per = 50, 40
+	for i := 0; i < per; i++ {
+		for k := 0; k < keys; k++ {
+			s.Put(fmt.Sprintf("shard-%d", k%2), fmt.Sprintf("key%d", k), []byte(fmt.Sprintf("key%d:%d", k, i)))
+		}
+	}
+	var inflight, peak atomic.Int32
+	var mu sync.Mutex
+	seen := map[string]int{}
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		cur := inflight.Add(1)
+		defer inflight.Add(-1)
+		for p := peak.Load(); cur > p && !peak.CompareAndSwap(p, cur); p = peak.Load() {
+		}
+		mu.Lock()
+		for _, r := range recs {
+			var k, i int
+			fmt.Sscanf(r.Data, "key%d:%d", &k, &i)
+			key := fmt.Sprintf("key%d", k)
+			if i != seen[key] {
+				mu.Unlock()
+				return nil, fmt.Errorf("key %s: got %d, want %d", key, i, seen[key])
+			}
+			seen[key] = i + 1
+		}
+		mu.Unlock()
+		time.Sleep(time.Millisecond) // hold the lane so that lanes overlap
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	cfg := baseConfig()
+	cfg.ParallelizationFactor = 4
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "all records", func() bool { return h.r.Stats().InvokedEvents.Load() == keys*per })
+	h.drain()
+	if h.r.Stats().InvokeErrors.Load() != 0 {
+		t.Fatalf("order violated: %d invoke errors", h.r.Stats().InvokeErrors.Load())
+	}
+	if peak.Load() < 2 {
+		t.Fatalf("peak concurrency %d, want more than one lane at once", peak.Load())
+	}
+}
+
+func TestParentBeforeChild(t *testing.T) {
+	s := fakes.NewStream(2)
+	for i := 0; i < 20; i++ {
+		s.Put("shard-0", fmt.Sprintf("k%d", i%5), []byte(fmt.Sprintf("p0-%d", i)))
+		s.Put("shard-1", fmt.Sprintf("k%d", i%5), []byte(fmt.Sprintf("p1-%d", i)))
+	}
+	s.Split("shard-0", "shard-2", "shard-3")
+	s.Merge("shard-2", "shard-1", "shard-4")
+	for i := 0; i < 10; i++ {
+		s.Put("shard-3", "k", []byte(fmt.Sprintf("c3-%d", i)))
+		s.Put("shard-4", "k", []byte(fmt.Sprintf("c4-%d", i)))
+	}
+	fn := &fakes.Function{}
+	cfg := baseConfig()
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "all records", func() bool { return h.r.Stats().InvokedEvents.Load() == 60 })
+	h.drain()
+	pos := map[string]int{}
+	i := 0
+	for _, inv := range fn.Invocations() {
+		for _, r := range inv.Records {
+			pos[r.Data] = i
+			i++
+		}
+	}
+	last := func(prefix string, n int) int { return pos[fmt.Sprintf("%s-%d", prefix, n-1)] }
+	first := func(prefix string) int { return pos[prefix+"-0"] }
+	if first("c3") < last("p0", 20) {
+		t.Errorf("child shard-3 delivered before parent shard-0 finished")
+	}
+	if first("c4") < last("p0", 20) || first("c4") < last("p1", 20) {
+		t.Errorf("merged child shard-4 delivered before its parents finished")
+	}
+	for _, sh := range []string{"shard-0", "shard-1", "shard-2"} {
+		if !h.cps.Get(mname, sh).Finished {
+			t.Errorf("%s not checkpointed as finished", sh)
+		}
+	}
+}
+
+func TestBatchingWindowCollects(t *testing.T) {
+	s := fakes.NewStream(1)
+	fn := &fakes.Function{}
+	cfg := baseConfig()
+	cfg.BatchWindow = 300 * time.Millisecond
+	cfg.BatchSize = 100
+	h := start(t, cfg, s, fn, nil)
+	for i := 0; i < 3; i++ {
+		s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+		time.Sleep(20 * time.Millisecond)
+	}
+	eventually(t, "invocation", func() bool { return len(fn.Invocations()) >= 1 })
+	h.drain()
+	invs := fn.Invocations()
+	if len(invs) != 1 || len(invs[0].Records) != 3 {
+		t.Fatalf("invocations %d (first has %d records), want 1 with 3", len(invs), len(invs[0].Records))
+	}
+}
+
+func TestPayloadLimitCutsBatches(t *testing.T) {
+	s := fakes.NewStream(1)
+	big := strings.Repeat("x", 700_000) // about 933 KB of base64 each
+	for i := 0; i < 10; i++ {
+		s.Put("shard-0", "k", []byte(big))
+	}
+	huge := strings.Repeat("y", 5_000_000) // 6.7 MB once encoded: can never fit
+	s.Put("shard-0", "k", []byte(huge))
+	var sizes []int
+	var mu sync.Mutex
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		mu.Lock()
+		sizes = append(sizes, len(recs))
+		mu.Unlock()
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	cfg := baseConfig()
+	cfg.BatchSize = 100
+	s.ReadLimit = 100
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "failure", func() bool { return len(h.dest.Got()) == 1 })
+	h.drain()
+	if f := h.dest.Got()[0]; f.Condition != event.PayloadTooLarge || f.BatchSize != 1 {
+		t.Fatalf("failure = %+v", f)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	total := 0
+	for _, n := range sizes {
+		if n > 6 {
+			t.Fatalf("batch of %d records of 933 KB exceeds 6 MB", n)
+		}
+		total += n
+	}
+	if total != 10 {
+		t.Fatalf("%d records delivered, want 10", total)
+	}
+}
+
+func TestRestartResumesFromCheckpoint(t *testing.T) {
+	s := fakes.NewStream(1)
+	for i := 0; i < 30; i++ {
+		s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+	}
+	cps := fakes.NewCheckpoints()
+	fn := &fakes.Function{}
+	h := start(t, baseConfig(), s, fn, cps)
+	eventually(t, "first run", func() bool { return h.r.Stats().InvokedEvents.Load() == 30 })
+	h.drain()
+	for i := 30; i < 40; i++ {
+		s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+	}
+	fn2 := &fakes.Function{}
+	h2 := start(t, baseConfig(), s, fn2, cps)
+	eventually(t, "second run", func() bool { return h2.r.Stats().InvokedEvents.Load() == 10 })
+	h2.drain()
+	if first := fn2.Invocations()[0].Records[0].Data; first != "r30" {
+		t.Fatalf("restart began at %s, want r30", first)
+	}
+}

@@ -1,0 +1,304 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// worker runs one shard: a reader goroutine (the caller of run), its lanes,
+// and a checkpoint saver. It is started and stopped by the supervisor.
+type worker struct {
+	r     *Runner
+	shard event.Shard
+	start event.Start
+	log   *slog.Logger
+	tr    *tracker
+	lanes []*lane
+
+	saveC chan struct{} // wakes the saver; capacity 1
+	mu    sync.Mutex    // guards saved
+	saved string        // last sequence number saved
+}
+
+// exit says why a worker stopped.
+type exit struct {
+	shard  string
+	closed bool // the shard was read to its end and finished
+	err    error
+}
+
+func newWorker(r *Runner, s event.Shard, start event.Start) *worker {
+	w := &worker{
+		r:     r,
+		shard: s,
+		start: start,
+		log:   r.log.With("shard", s.ID),
+		tr:    newTracker(r.cfg.ParallelizationFactor),
+		saveC: make(chan struct{}, 1),
+	}
+	for i := 0; i < r.cfg.ParallelizationFactor; i++ {
+		w.lanes = append(w.lanes, newLane(w, i))
+	}
+	return w
+}
+
+// resolve records that lane finished its first n pending records, and wakes
+// the saver when the shard's checkpoint moved.
+func (w *worker) resolve(lane, n int) {
+	if n == 0 {
+		return
+	}
+	if _, moved := w.tr.resolve(lane, n); moved && w.r.cfg.CheckpointInterval <= 0 {
+		select {
+		case w.saveC <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run reads the shard until it ends, the mapping drains, or ctx is
+// cancelled, then waits for the lanes and saves the final checkpoint.
+func (w *worker) run(ctx context.Context) exit {
+	w.log.Info("shard started", "start", w.start.Type, "start_seq", w.start.Seq)
+	var lanes sync.WaitGroup
+	for _, l := range w.lanes {
+		lanes.Add(1)
+		go func() {
+			defer lanes.Done()
+			l.run(ctx)
+		}()
+	}
+	saverCtx, stopSaver := context.WithCancel(ctx)
+	saverDone := make(chan struct{})
+	go func() {
+		defer close(saverDone)
+		w.saver(saverCtx)
+	}()
+
+	closed, err := w.read(ctx)
+	for _, l := range w.lanes {
+		close(l.in)
+	}
+	lanes.Wait()
+	stopSaver()
+	<-saverDone
+
+	finished := closed && w.tr.pending() == 0
+	w.saveFinal(finished)
+	switch {
+	case finished:
+		w.log.Info("shard finished")
+	case err != nil:
+		w.log.Error("shard stopped", "err", err)
+	default:
+		w.log.Info("shard stopped")
+	}
+	return exit{shard: w.shard.ID, closed: finished, err: err}
+}
+
+// read polls the shard and routes records to lanes. It returns closed when
+// the shard ended.
+func (w *worker) read(ctx context.Context) (closed bool, err error) {
+	r := w.r
+	// Reads stop on drain as well as on hard stop.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.drainC:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+
+	start := w.start
+	var reader ShardReader
+	defer func() {
+		if reader != nil {
+			_ = reader.Close()
+		}
+	}()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = r.cfg.RetryInitial
+	bo.MaxInterval = r.cfg.RetryMax
+	bo.MaxElapsedTime = 0
+	failing := false
+	retry := func(what string, err error) bool {
+		if !failing {
+			w.log.Warn("reading shard failed; retrying", "op", what, "err", err)
+			failing = true
+		}
+		t := time.NewTimer(bo.NextBackOff())
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-rctx.Done():
+			return false
+		}
+	}
+
+	P := r.cfg.ParallelizationFactor
+	var laneOf []int
+	var seqs []string
+	var perLane [][]event.Record
+	if P > 1 {
+		perLane = make([][]event.Record, P)
+	}
+	for rctx.Err() == nil {
+		if reader == nil {
+			rd, err := r.deps.Source.Open(rctx, w.shard, start)
+			if err != nil {
+				if rctx.Err() != nil {
+					break
+				}
+				if errors.Is(err, ErrSourceGone) {
+					return false, err
+				}
+				if !retry("open", err) {
+					break
+				}
+				continue
+			}
+			reader = rd
+		}
+		res, err := reader.Read(rctx)
+		if err != nil {
+			if errors.Is(err, ErrShardClosed) {
+				return true, nil
+			}
+			if rctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, ErrSourceGone) {
+				return false, err
+			}
+			// Reopen after the last record routed, so nothing is lost
+			// or repeated.
+			_ = reader.Close()
+			reader = nil
+			if !retry("read", err) {
+				break
+			}
+			continue
+		}
+		if failing {
+			w.log.Info("reading shard recovered")
+			failing = false
+		}
+		bo.Reset()
+		r.stats.Polls.Add(1)
+		n := len(res.Records)
+		if n == 0 {
+			continue
+		}
+		r.stats.PolledEvents.Add(int64(n))
+		start = event.Start{Type: event.AfterSequence, Seq: res.Records[n-1].Seq}
+
+		seqs = seqs[:0]
+		laneOf = laneOf[:0]
+		for i := range res.Records {
+			seqs = append(seqs, res.Records[i].Seq)
+			laneOf = append(laneOf, laneFor(res.Records[i].Key, P))
+		}
+		w.tr.add(seqs, laneOf)
+		if P == 1 {
+			if !w.send(rctx, 0, res.Records) {
+				break
+			}
+			continue
+		}
+		for i := range perLane {
+			perLane[i] = nil
+		}
+		for i := range res.Records {
+			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
+		}
+		for i, recs := range perLane {
+			if len(recs) > 0 && !w.send(rctx, i, recs) {
+				return false, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// send hands records to a lane, waiting while the lane is busy: this is the
+// backpressure that slows reading down to the function's pace.
+func (w *worker) send(ctx context.Context, lane int, recs []event.Record) bool {
+	select {
+	case w.lanes[lane].in <- recs:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// laneFor maps a partition key to a lane with FNV-1a, so that one key always
+// goes to the same lane.
+func laneFor(key string, lanes int) int {
+	if lanes <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	return int(h % uint32(lanes))
+}
+
+// saver saves the shard's checkpoint after each completed batch, or every
+// CheckpointInterval, until ctx ends.
+func (w *worker) saver(ctx context.Context) {
+	var tick <-chan time.Time
+	if iv := w.r.cfg.CheckpointInterval; iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-w.saveC:
+		case <-tick:
+		case <-ctx.Done():
+			return
+		}
+		w.save(ctx, false)
+	}
+}
+
+// save stores the tracker's checkpoint if it moved since the last save.
+func (w *worker) save(ctx context.Context, finished bool) {
+	w.tr.mu.Lock()
+	seq := w.tr.doneSeq
+	w.tr.mu.Unlock()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !finished && (seq == "" || seq == w.saved) {
+		return
+	}
+	p := event.Position{Seq: seq, Finished: finished}
+	if err := w.r.deps.Checkpointer.Save(ctx, w.r.cfg.Name, w.shard.ID, p); err != nil {
+		w.r.stats.CheckpointErrors.Add(1)
+		w.log.Error("saving checkpoint failed; the shard's position stays at the last saved one", "seq", seq, "saved_seq", w.saved, "err", err)
+		return
+	}
+	w.r.stats.CheckpointSaves.Add(1)
+	w.saved = seq
+}
+
+// saveFinal writes the last checkpoint with its own short deadline, so that
+// it is written even after a hard stop.
+func (w *worker) saveFinal(finished bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	w.save(ctx, finished)
+}

@@ -1,0 +1,100 @@
+package mapping
+
+import "sync"
+
+// tracker finds the checkpoint of one shard: the end of the contiguous prefix
+// of resolved records, when records are resolved out of order across lanes.
+//
+// Each record read is given the next index in shard order and queued on its
+// lane. A lane resolves only a prefix of its own queue (its records are
+// processed in order), so the shard is done up to just below the smallest
+// index still queued on any lane. The reader adds a whole poll at once and a
+// lane resolves a whole batch at once, so the lock is taken per poll and per
+// batch, never per record.
+type tracker struct {
+	mu    sync.Mutex
+	next  int64      // index of the next record added
+	base  int64      // index of seqs[off]
+	off   int        // entries of seqs already checkpointed
+	seqs  []string   // sequence numbers of indexes base..next-1, from off
+	lanes []idxQueue // pending indexes per lane
+	done  int64      // every index <= done is resolved; -1 for none
+	// doneSeq is the sequence number of index done, or "" when nothing
+	// new was resolved since the tracker started.
+	doneSeq string
+}
+
+type idxQueue struct {
+	buf  []int64
+	head int
+}
+
+func (q *idxQueue) len() int { return len(q.buf) - q.head }
+
+func (q *idxQueue) push(i int64) { q.buf = append(q.buf, i) }
+
+func (q *idxQueue) front() int64 { return q.buf[q.head] }
+
+func (q *idxQueue) pop(n int) {
+	q.head += n
+	if q.head == len(q.buf) {
+		q.buf, q.head = q.buf[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.buf) {
+		k := copy(q.buf, q.buf[q.head:])
+		q.buf, q.head = q.buf[:k], 0
+	}
+}
+
+func newTracker(lanes int) *tracker {
+	return &tracker{lanes: make([]idxQueue, lanes), done: -1}
+}
+
+// add registers records in shard order; lane[i] is the lane of the record
+// with sequence number seqs[i].
+func (t *tracker) add(seqs []string, lane []int) {
+	t.mu.Lock()
+	for i, s := range seqs {
+		t.seqs = append(t.seqs, s)
+		t.lanes[lane[i]].push(t.next)
+		t.next++
+	}
+	t.mu.Unlock()
+}
+
+// resolve marks the first n pending records of lane as done, and returns the
+// shard's checkpoint and whether it moved.
+func (t *tracker) resolve(lane, n int) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lanes[lane].pop(n)
+	low := t.next
+	for i := range t.lanes {
+		if t.lanes[i].len() > 0 && t.lanes[i].front() < low {
+			low = t.lanes[i].front()
+		}
+	}
+	if low-1 <= t.done {
+		return t.doneSeq, false
+	}
+	t.done = low - 1
+	i := t.off + int(t.done-t.base)
+	t.doneSeq = t.seqs[i]
+	// Forget the sequence numbers at or below the checkpoint, compacting
+	// once the forgotten part dominates.
+	clear(t.seqs[t.off : i+1])
+	t.off, t.base = i+1, t.done+1
+	if t.off == len(t.seqs) {
+		t.seqs, t.off = t.seqs[:0], 0
+	} else if t.off > 1024 && t.off*2 > len(t.seqs) {
+		k := copy(t.seqs, t.seqs[t.off:])
+		t.seqs, t.off = t.seqs[:k], 0
+	}
+	return t.doneSeq, true
+}
+
+// pending reports how many records were read but are not yet resolved.
+func (t *tracker) pending() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next - t.done - 1
+}

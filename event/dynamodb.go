@@ -220,3 +220,8 @@ func isCanonical(b []byte) bool {
 	}
 	return depth == 0
 }
+
+// AppendJSONString appends s to dst as a JSON string, escaped exactly as the
+// encoders of this package and encoding/json escape it. Pollers use it to
+// build the typed JSON of attribute maps.
+func AppendJSONString(dst []byte, s string) []byte { return appendString(dst, s) }

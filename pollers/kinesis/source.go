@@ -10,7 +10,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/mapping"
@@ -138,7 +140,7 @@ func New(client API, cfg Config) (*Source, error) {
 		log:    cfg.Logger.With("source", cfg.StreamARN),
 	}
 	s.subscribe = func(ctx context.Context, in *kinesis.SubscribeToShardInput) (eventStream, error) {
-		out, err := client.SubscribeToShard(ctx, in, sdkRetries)
+		out, err := client.SubscribeToShard(ctx, in, sdkRetries, ownCodec)
 		if err != nil {
 			return nil, err
 		}
@@ -149,6 +151,13 @@ func New(client API, cfg Config) (*Source, error) {
 
 // sdkRetries keeps the SDK's retries of one call modest.
 func sdkRetries(o *kinesis.Options) { o.RetryMaxAttempts = sdkAttempts }
+
+// ownCodec gives one subscription a protocol of its own. The client's
+// protocol holds a single event-stream codec with scratch state that every
+// open subscription shares, unsynchronised: concurrent subscriptions on one
+// client race (aws/smithy-go issue 714, seen with kinesis v1.56.13 and
+// smithy-go v1.28.9).
+func ownCodec(o *kinesis.Options) { o.Protocol = awsjson.New11(schemas.Kinesis_20131202) }
 
 // parseStreamARN returns the stream name and region of
 // arn:PARTITION:kinesis:REGION:ACCOUNT:stream/NAME.

@@ -3,13 +3,347 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"sync"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsddbstreams "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	awskinesis "github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/esmd-dev/esmd/checkpoint"
 	"github.com/esmd-dev/esmd/config"
+	"github.com/esmd-dev/esmd/destinations"
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/invoke/httpfunc"
+	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/pollers/dynamodbstreams"
+	"github.com/esmd-dev/esmd/pollers/kinesis"
 )
 
-// runDaemon runs every mapping of cfg until ctx is cancelled (hard stop) or
-// drain is closed and the drain completes. It is wired by the lead engineer.
+// runDaemon runs every enabled mapping of cfg until ctx is cancelled (hard
+// stop) or drain is closed and every mapping has drained. It returns the
+// errors of mappings that stopped on their own (a source that is gone).
 func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, drain <-chan struct{}) error {
-	return errors.New("run: not wired yet")
+	d, err := wire(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if len(d.runners) == 0 {
+		log.Warn("no enabled mappings: nothing to do")
+	}
+
+	errs := make([]error, len(d.runners))
+	var wg sync.WaitGroup
+	for i, r := range d.runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.Run(ctx)
+		}()
+	}
+	all := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(all)
+	}()
+	select {
+	case <-all:
+	case <-drain:
+		log.Info("draining: finishing in-flight batches and saving checkpoints")
+		for _, r := range d.runners {
+			go func() { _ = r.Drain(ctx) }()
+		}
+		<-all
+	}
+	var failed []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			failed = append(failed, err)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.Join(failed...)
+}
+
+// wiring is everything runDaemon wired.
+type wiring struct {
+	runners []*mapping.Runner
+	closers []func() error
+}
+
+func (d *wiring) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		_ = d.closers[i]()
+	}
+}
+
+// clients builds each AWS client once, on first use.
+type clients struct {
+	cfg     aws.Config
+	eps     config.Endpoints
+	kinesis *awskinesis.Client
+	streams *awsddbstreams.Client
+	sqs     *sqs.Client
+	sns     *sns.Client
+	s3      *s3.Client
+}
+
+func endpoint(url string) *string {
+	if url == "" {
+		return nil
+	}
+	return aws.String(url)
+}
+
+func (c *clients) Kinesis() *awskinesis.Client {
+	if c.kinesis == nil {
+		c.kinesis = awskinesis.NewFromConfig(c.cfg, func(o *awskinesis.Options) { o.BaseEndpoint = endpoint(c.eps.Kinesis) })
+	}
+	return c.kinesis
+}
+
+func (c *clients) Streams() *awsddbstreams.Client {
+	if c.streams == nil {
+		ep := c.eps.DynamoDBStreams
+		if ep == "" {
+			ep = c.eps.DynamoDB
+		}
+		c.streams = awsddbstreams.NewFromConfig(c.cfg, func(o *awsddbstreams.Options) { o.BaseEndpoint = endpoint(ep) })
+	}
+	return c.streams
+}
+
+func (c *clients) SQS() *sqs.Client {
+	if c.sqs == nil {
+		c.sqs = sqs.NewFromConfig(c.cfg, func(o *sqs.Options) { o.BaseEndpoint = endpoint(c.eps.SQS) })
+	}
+	return c.sqs
+}
+
+func (c *clients) SNS() *sns.Client {
+	if c.sns == nil {
+		c.sns = sns.NewFromConfig(c.cfg, func(o *sns.Options) { o.BaseEndpoint = endpoint(c.eps.SNS) })
+	}
+	return c.sns
+}
+
+func (c *clients) S3() *s3.Client {
+	if c.s3 == nil {
+		c.s3 = s3.NewFromConfig(c.cfg, func(o *s3.Options) {
+			o.BaseEndpoint = endpoint(c.eps.S3)
+			// Local S3 servers answer on one host: address buckets by path.
+			o.UsePathStyle = c.eps.S3 != ""
+		})
+	}
+	return c.s3
+}
+
+// awsConfig loads the standard credential chain, or the static credentials
+// of the file, with an HTTP client sized for many shards. Building on the
+// SDK's buildable client keeps AWS_CA_BUNDLE working.
+func awsConfig(ctx context.Context, c config.AWS) (aws.Config, error) {
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+	})
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithRegion(c.Region),
+		awsconfig.WithHTTPClient(hc),
+	}
+	if c.Credentials != nil {
+		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(
+			c.Credentials.AccessKeyID, string(c.Credentials.SecretAccessKey), string(c.Credentials.SessionToken))))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("aws: load configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+// wire builds the checkpoint store, functions, destinations, sources and one
+// runner per enabled mapping.
+func wire(ctx context.Context, cfg *config.Config, log *slog.Logger) (*wiring, error) {
+	d := &wiring{}
+	ok := false
+	defer func() {
+		if !ok {
+			d.close()
+		}
+	}()
+	acfg, err := awsConfig(ctx, cfg.AWS)
+	if err != nil {
+		return nil, err
+	}
+	cl := &clients{cfg: acfg, eps: cfg.AWS.Endpoints}
+
+	var cps mapping.Checkpointer
+	needStore := false
+	for i := range cfg.Mappings {
+		s := cfg.Mappings[i].Settings()
+		if s.Enabled && s.Source.IsStream() {
+			needStore = true
+		}
+	}
+	if needStore {
+		path := "esmd-state/checkpoints.db"
+		if cfg.Checkpoints.File != nil && cfg.Checkpoints.File.Path != "" {
+			path = cfg.Checkpoints.File.Path
+		}
+		store, err := checkpoint.OpenFile(path, checkpoint.WithLogger(log))
+		if err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, store.Close)
+		cps = store
+	}
+
+	invokers := map[string]mapping.Invoker{}
+	for i := range cfg.Mappings {
+		m := &cfg.Mappings[i]
+		s := m.Settings()
+		mlog := log.With("mapping", s.Name)
+		if !s.Enabled {
+			mlog.Info("mapping disabled")
+			continue
+		}
+		inv, ok := invokers[s.Function]
+		if !ok {
+			inv, err = newInvoker(s.Function, cfg.Functions[s.Function], log)
+			if err != nil {
+				return nil, fmt.Errorf("mapping %s: %w", s.Name, err)
+			}
+			invokers[s.Function] = inv
+		}
+		var dest mapping.Destination
+		if s.OnFailure != nil {
+			target := s.OnFailure.ARN
+			if target == "" {
+				target = s.OnFailure.URL
+			}
+			dest, err = destinations.New(ctx, target, destinations.Deps{SQS: cl.SQS(), SNS: cl.SNS(), S3: cl.S3(), Logger: mlog})
+			if err != nil {
+				return nil, fmt.Errorf("mapping %s: on-failure destination: %w", s.Name, err)
+			}
+			if c, ok := dest.(interface{ Close() error }); ok {
+				d.closers = append(d.closers, c.Close)
+			}
+		}
+		src, kind, err := newSource(s, cl, mlog)
+		if err != nil {
+			return nil, fmt.Errorf("mapping %s: %w", s.Name, err)
+		}
+		r, err := mapping.NewRunner(engineConfig(s, kind, cfg), mapping.Deps{
+			Source: src, Invoker: inv, Destination: dest, Checkpointer: cps, Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.runners = append(d.runners, r)
+	}
+	ok = true
+	return d, nil
+}
+
+func newInvoker(name string, f config.Function, log *slog.Logger) (mapping.Invoker, error) {
+	switch f.Kind() {
+	case config.FunctionHTTP:
+		return httpfunc.New(httpfunc.Config{
+			URL:     f.HTTP.URL,
+			Timeout: f.Timeout(),
+			Headers: secretHeaders(f.HTTP.Headers),
+			Logger:  log.With("function", name),
+		})
+	}
+	return nil, fmt.Errorf("function %s: %s functions are not supported yet; use an http function", name, f.Kind())
+}
+
+func secretHeaders(h map[string]config.Secret) map[string]string {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		out[k] = string(v)
+	}
+	return out
+}
+
+func newSource(s config.Settings, cl *clients, log *slog.Logger) (mapping.Source, event.Kind, error) {
+	switch s.Source.Kind {
+	case config.SourceKinesis:
+		kc := kinesis.Config{
+			StreamARN:    s.Source.StreamARN(),
+			PollInterval: s.PollInterval,
+			Encoder:      event.NewKinesisEncoder(s.Source.Region, s.Source.StreamARN(), s.InvokeIdentityArn),
+			Logger:       log,
+		}
+		if s.Source.EFO() {
+			kc.ConsumerARN = s.Source.ARN
+		}
+		src, err := kinesis.New(cl.Kinesis(), kc)
+		return src, event.Kinesis, err
+	case config.SourceDynamoDB:
+		src, err := dynamodbstreams.New(cl.Streams(), dynamodbstreams.Config{
+			StreamARN:    s.Source.ARN,
+			PollInterval: s.PollInterval,
+			Encoder:      event.NewDynamoDBEncoder(s.Source.Region, s.Source.ARN),
+			Logger:       log,
+		})
+		return src, event.DynamoDB, err
+	}
+	return nil, "", fmt.Errorf("%s sources are not supported yet", s.Source.Kind)
+}
+
+// engineConfig maps a mapping's effective settings to the engine's.
+func engineConfig(s config.Settings, kind event.Kind, cfg *config.Config) mapping.Config {
+	start := event.Start{Type: event.StartType(s.StartingPosition), Timestamp: s.StartingPositionTimestamp}
+	age := s.MaximumRecordAge
+	if age <= 0 {
+		age = -1 // AWS's -1: no limit
+	}
+	mc := mapping.Config{
+		Name:                    s.Name,
+		UUID:                    s.UUID,
+		Kind:                    kind,
+		SourceARN:               s.Source.StreamARN(),
+		FunctionARN:             functionARN(s, cfg),
+		BatchSize:               s.BatchSize,
+		BatchWindow:             s.BatchingWindow,
+		ParallelizationFactor:   s.ParallelizationFactor,
+		MaxRecordAge:            age,
+		MaxRetryAttempts:        s.MaximumRetryAttempts,
+		BisectOnError:           s.BisectBatchOnFunctionError,
+		ReportBatchItemFailures: s.ReportBatchItemFailures,
+		StartingPosition:        start,
+		DiscoveryInterval:       s.ShardDiscoveryInterval,
+		CheckpointInterval:      cfg.Checkpoints.Interval.Std(),
+		RetryInitial:            s.RetryInitial,
+		RetryMax:                s.RetryMax,
+	}
+	if f, ok := cfg.Functions[s.Function]; ok {
+		mc.InvokeTimeout = f.Timeout()
+	}
+	return mc
+}
+
+// functionARN names the function in failure records: the Lambda function's
+// ARN when it is one, else an ARN in the source's account and region.
+func functionARN(s config.Settings, cfg *config.Config) string {
+	if f, ok := cfg.Functions[s.Function]; ok && f.Lambda != nil && len(f.Lambda.FunctionName) > 4 && f.Lambda.FunctionName[:4] == "arn:" {
+		return f.Lambda.FunctionName
+	}
+	part, region, acct := s.Source.Partition, s.Source.Region, s.Source.Account
+	if part == "" {
+		part = "aws"
+	}
+	return fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", part, region, acct, s.Function)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -22,11 +23,12 @@ type pollReader struct {
 	log   *slog.Logger
 	rt    *retrier
 
-	iter    *string // nil when a new iterator is needed
-	lastSeq string  // sequence number of the last record returned
-	eager   bool    // poll at once: the last poll returned records or lagged
-	ended   bool    // the shard's end was reached
-	renewed bool    // the iterator was just renewed after it expired
+	iter    *string   // nil when a new iterator is needed
+	lastSeq string    // sequence number of the last record returned
+	eager   bool      // poll at once: the last poll returned records or lagged
+	ended   bool      // the shard's end was reached
+	renewed bool      // the iterator was just renewed after it expired
+	polled  time.Time // start of the last GetRecords call
 }
 
 var _ mapping.ShardReader = (*pollReader)(nil)
@@ -92,7 +94,8 @@ func (r *pollReader) acquire(ctx context.Context) error {
 
 // Read makes one GetRecords call and returns its records, encoded. An idle
 // shard waits the poll interval first; after records, or while the shard
-// lags behind its tip, Read polls at once. Throttles, server and network
+// lags behind its tip, Read polls at once, but never sooner than MinPollGap
+// after the previous call began. Throttles, server and network
 // errors are retried with backoff inside Read, and an expired iterator is
 // renewed from the last record returned, until ctx ends. At the end of a
 // closed shard Read returns its last records, then mapping.ErrShardClosed.
@@ -115,6 +118,9 @@ func (r *pollReader) Read(ctx context.Context) (mapping.ReadResult, error) {
 				return mapping.ReadResult{MillisBehind: -1}, mapping.ErrShardClosed
 			}
 		}
+		if err := r.pace(ctx); err != nil {
+			return mapping.ReadResult{MillisBehind: -1}, err
+		}
 		out, err := r.src.api.GetRecords(ctx, &kinesis.GetRecordsInput{
 			ShardIterator: r.iter,
 			Limit:         aws.Int32(r.src.cfg.Limit),
@@ -129,6 +135,17 @@ func (r *pollReader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		r.renewed = false
 		return r.result(out)
 	}
+}
+
+// pace waits until MinPollGap has passed since the last GetRecords began.
+func (r *pollReader) pace(ctx context.Context) error {
+	if gap := r.src.cfg.MinPollGap; gap > 0 && !r.polled.IsZero() {
+		if err := sleep(ctx, gap-time.Since(r.polled)); err != nil {
+			return err
+		}
+	}
+	r.polled = time.Now()
+	return nil
 }
 
 // recover handles a failed GetRecords: it returns nil when Read should try

@@ -136,10 +136,15 @@ func (l *levels) count(lv slog.Level) int {
 
 func newTestSource(t *testing.T, api *fakeAPI, h slog.Handler) *Source {
 	t.Helper()
+	return newTestSourceGap(t, api, h, -1)
+}
+
+func newTestSourceGap(t *testing.T, api *fakeAPI, h slog.Handler, gap time.Duration) *Source {
+	t.Helper()
 	if h == nil {
 		h = slog.DiscardHandler
 	}
-	s, err := New(api, Config{StreamARN: testARN, PollInterval: time.Second, Logger: slog.New(h),
+	s, err := New(api, Config{StreamARN: testARN, PollInterval: time.Second, Logger: slog.New(h), MinPollGap: gap,
 		minBackoff: 100 * time.Millisecond, maxBackoff: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -165,12 +170,16 @@ func serverError(code int) error {
 func TestReadPacing(t *testing.T) {
 	tests := []struct {
 		name  string
+		gap   time.Duration
 		first func(f *fakeAPI)
 		wait  time.Duration // before the second GetRecords
 	}{
-		{"after records at once", func(f *fakeAPI) { f.recs(1, 3, 0, "i2") }, 0},
-		{"behind at once", func(f *fakeAPI) { f.recs(0, 0, 500, "i2") }, 0},
-		{"idle waits the interval", func(f *fakeAPI) { f.recs(0, 0, 0, "i2") }, time.Second},
+		{"after records at once", -1, func(f *fakeAPI) { f.recs(1, 3, 0, "i2") }, 0},
+		{"behind at once", -1, func(f *fakeAPI) { f.recs(0, 0, 500, "i2") }, 0},
+		{"idle waits the interval", -1, func(f *fakeAPI) { f.recs(0, 0, 0, "i2") }, time.Second},
+		{"after records within the gap", 0, func(f *fakeAPI) { f.recs(1, 3, 0, "i2") }, DefaultMinPollGap},
+		{"behind within the gap", 300 * time.Millisecond, func(f *fakeAPI) { f.recs(0, 0, 500, "i2") }, 300 * time.Millisecond},
+		{"idle with the gap", 0, func(f *fakeAPI) { f.recs(0, 0, 0, "i2") }, time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +188,7 @@ func TestReadPacing(t *testing.T) {
 				f.iter("i1")
 				tt.first(f)
 				f.recs(5, 6, 0, "i3")
-				s := newTestSource(t, f, nil)
+				s := newTestSourceGap(t, f, nil, tt.gap)
 				r, err := s.Open(t.Context(), event.Shard{ID: "shardId-0"}, event.Start{Type: event.TrimHorizon})
 				if err != nil {
 					t.Fatal(err)

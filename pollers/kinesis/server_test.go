@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,6 +90,9 @@ func newSource(t testing.TB, endpoint, streamARN string, cfg kinesis.Config) *ki
 	cfg.StreamARN = streamARN
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 50 * time.Millisecond
+	}
+	if cfg.MinPollGap == 0 {
+		cfg.MinPollGap = -1 // the emulators do not limit reads
 	}
 	cfg.Encoder = event.NewKinesisEncoder("us-east-1", streamARN, invokeRole)
 	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -360,7 +364,6 @@ func waitShards(t testing.TB, src *kinesis.Source, n int) []event.Shard {
 	}
 }
 
-
 func TestDeletedStreamIsGone(t *testing.T) {
 	for _, srv := range kinesisServers {
 		t.Run(srv.name, func(t *testing.T) {
@@ -483,4 +486,50 @@ func registerConsumer(t testing.TB, c *sdk.Client, streamARN, name string) strin
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// BenchmarkReadKinesalite reads 20,000 records of 100 bytes, put before the
+// timer starts, from the four shards of a kinesalite stream, one reader
+// goroutine per shard, and reports records/s.
+func BenchmarkReadKinesalite(b *testing.B) {
+	ep := servers.Kinesalite(b)
+	name := servers.UniqueName("bench")
+	arn := servers.CreateStream(b, ep, name, 4)
+	want := byShard(putRecords(b, servers.KinesisClient(ep), name, 0, 20000, 100))
+	src, err := kinesis.New(servers.KinesisClient(ep), kinesis.Config{StreamARN: arn, PollInterval: 50 * time.Millisecond, MinPollGap: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	shards, err := src.Shards(b.Context())
+	if err != nil {
+		b.Fatal(err)
+	}
+	read := 0
+	for b.Loop() {
+		var wg sync.WaitGroup
+		counts := make([]int, len(shards))
+		for i, sh := range shards {
+			wg.Go(func() {
+				r, err := src.Open(b.Context(), sh, event.Start{Type: event.TrimHorizon})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer r.Close()
+				for counts[i] < len(want[sh.ID]) {
+					res, err := r.Read(b.Context())
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					counts[i] += len(res.Records)
+				}
+			})
+		}
+		wg.Wait()
+		for _, c := range counts {
+			read += c
+		}
+	}
+	b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "records/s")
 }

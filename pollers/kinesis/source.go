@@ -36,6 +36,9 @@ const (
 	DefaultPollInterval = time.Second
 	// DefaultLimit is the most records one GetRecords may return.
 	DefaultLimit int32 = 10000
+	// DefaultMinPollGap keeps one reader within Kinesis's limit of five
+	// GetRecords calls per second per shard.
+	DefaultMinPollGap = 200 * time.Millisecond
 )
 
 // Config configures a Source.
@@ -51,6 +54,10 @@ type Config struct {
 	PollInterval time.Duration
 	// Limit is the GetRecords Limit; DefaultLimit when zero.
 	Limit int32
+	// MinPollGap is the least time between the starts of two GetRecords
+	// calls of one reader, even while it catches up: DefaultMinPollGap when
+	// zero, none when negative (for emulators without Kinesis's limits).
+	MinPollGap time.Duration
 	// Encoder turns records into Lambda's JSON. When nil, an encoder for the
 	// stream's ARN and region is made, with an empty invokeIdentityArn.
 	Encoder *event.KinesisEncoder
@@ -117,6 +124,9 @@ func New(client API, cfg Config) (*Source, error) {
 	}
 	if cfg.Limit <= 0 {
 		cfg.Limit = DefaultLimit
+	}
+	if cfg.MinPollGap == 0 {
+		cfg.MinPollGap = DefaultMinPollGap
 	}
 	if cfg.Limit > DefaultLimit {
 		return nil, fmt.Errorf("kinesis: limit %d above %d", cfg.Limit, DefaultLimit)

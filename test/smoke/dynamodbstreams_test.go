@@ -174,3 +174,38 @@ func TestDynamoDBStreams(t *testing.T) {
 		t.Fatalf("moto GetRecords with a bogus iterator: err = %v; SERVERS.md says HTTP 500", err)
 	}
 }
+
+// TestDynamoDBStreamsMotoShards pins how moto models shards: one shard per
+// stream, with the same ShardId and starting sequence number in every table,
+// and a 500 for an unknown shard.
+func TestDynamoDBStreamsMotoShards(t *testing.T) {
+	ctx := ctx(t)
+	ep := servers.Moto(t)
+	st := streamsClient(ep)
+	var ids, starts []string
+	var arns []string
+	for range 2 {
+		arn := servers.CreateTable(t, ep, servers.UniqueName("smoke"))
+		arns = append(arns, arn)
+		ds, err := st.DescribeStream(ctx, &dynamodbstreams.DescribeStreamInput{StreamArn: aws.String(arn)})
+		if err != nil {
+			t.Fatalf("DescribeStream: %v", err)
+		}
+		if len(ds.StreamDescription.Shards) != 1 {
+			t.Fatalf("%d shards, want 1", len(ds.StreamDescription.Shards))
+		}
+		s := ds.StreamDescription.Shards[0]
+		ids = append(ids, aws.ToString(s.ShardId))
+		starts = append(starts, aws.ToString(s.SequenceNumberRange.StartingSequenceNumber))
+	}
+	if ids[0] != ids[1] || starts[0] != starts[1] {
+		t.Errorf("shards %v starting at %v; SERVERS.md says moto uses one ShardId and start for every table", ids, starts)
+	}
+	_, err := st.GetShardIterator(ctx, &dynamodbstreams.GetShardIteratorInput{StreamArn: aws.String(arns[0]),
+		ShardId: aws.String("shardId-00000000000000000000-00000000"), ShardIteratorType: stypes.ShardIteratorTypeTrimHorizon},
+		func(o *dynamodbstreams.Options) { o.RetryMaxAttempts = 1 })
+	var re *awshttp.ResponseError
+	if !errors.As(err, &re) || re.HTTPStatusCode() != 500 {
+		t.Fatalf("GetShardIterator on an unknown shard: %v; SERVERS.md says HTTP 500 (AWS: 400 ResourceNotFoundException)", err)
+	}
+}

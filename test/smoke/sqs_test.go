@@ -112,12 +112,14 @@ func TestSQSSendReceiveDelete(t *testing.T) {
 	// ChangeMessageVisibilityBatch with one good and one bad handle.
 	cb, err := c.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(url), Entries: []sqstypes.ChangeMessageVisibilityBatchRequestEntry{
 		{Id: aws.String("ok"), ReceiptHandle: ms[0].ReceiptHandle, VisibilityTimeout: 0},
+		{Id: aws.String("bad"), ReceiptHandle: aws.String("not-a-receipt-handle"), VisibilityTimeout: 0},
 	}})
 	if err != nil {
 		t.Fatalf("ChangeMessageVisibilityBatch: %v", err)
 	}
-	if len(cb.Successful) != 1 || len(cb.Failed) != 0 {
-		t.Fatalf("ChangeMessageVisibilityBatch: %d ok, %d failed", len(cb.Successful), len(cb.Failed))
+	if len(cb.Successful) != 1 || aws.ToString(cb.Successful[0].Id) != "ok" || len(cb.Failed) != 1 ||
+		aws.ToString(cb.Failed[0].Id) != "bad" || aws.ToString(cb.Failed[0].Code) != "ReceiptHandleIsInvalid" || !cb.Failed[0].SenderFault {
+		t.Fatalf("ChangeMessageVisibilityBatch: ok %+v failed %+v; want [ok] and [bad ReceiptHandleIsInvalid, sender fault]", cb.Successful, cb.Failed)
 	}
 	ms = receive(t, c, url, 0)
 	if len(ms) != 1 || ms[0].Attributes["ApproximateReceiveCount"] != "3" {

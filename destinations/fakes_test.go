@@ -19,9 +19,13 @@ type fakeSQS struct {
 	sends    []sqs.SendMessageInput
 	regions  []string
 	queueURL string
+	block    chan struct{} // when set, GetQueueUrl waits for it to close
 }
 
 func (f *fakeSQS) GetQueueUrl(_ context.Context, in *sqs.GetQueueUrlInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
+	if f.block != nil {
+		<-f.block
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.lookups = append(f.lookups, *in)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -32,8 +31,9 @@ type SQS struct {
 	fifo   bool
 	log    *slog.Logger
 
-	mu  sync.Mutex
-	url string // resolved on first use
+	// lookup admits one GetQueueUrl at a time; it guards url.
+	lookup chan struct{}
+	url    string // resolved on first use
 }
 
 var _ mapping.Destination = (*SQS)(nil)
@@ -55,6 +55,7 @@ func NewSQS(queueARN string, client SQSAPI, logger *slog.Logger) (*SQS, error) {
 		region: a.Region,
 		fifo:   strings.HasSuffix(a.Resource, ".fifo"),
 		log:    logger.With("destination", "sqs", "queue", a.Resource),
+		lookup: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -87,10 +88,15 @@ func (d *SQS) Send(ctx context.Context, f *event.Failure) error {
 }
 
 // queueURL returns the cached queue URL, resolving it first if needed. A
-// failed lookup is not cached.
+// failed lookup is not cached. Concurrent callers wait for one lookup, or
+// for ctx to end.
 func (d *SQS) queueURL(ctx context.Context) (string, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	select {
+	case d.lookup <- struct{}{}:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	defer func() { <-d.lookup }()
 	if d.url != "" {
 		return d.url, nil
 	}

@@ -1,7 +1,9 @@
 package destinations
 
 import (
+	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -139,5 +141,27 @@ func TestSQSFIFO(t *testing.T) {
 	}
 	if aws.ToString(a.MessageDeduplicationId) == "" || aws.ToString(a.MessageDeduplicationId) != aws.ToString(b.MessageDeduplicationId) {
 		t.Errorf("dedup ids %q and %q: want equal and set for one failure sent twice", aws.ToString(a.MessageDeduplicationId), aws.ToString(b.MessageDeduplicationId))
+	}
+}
+
+func TestSQSWaitForLookupHonoursContext(t *testing.T) {
+	fake := &fakeSQS{queueURL: "http://q", block: make(chan struct{})}
+	d, _ := NewSQS(queueARN, fake, nil)
+	first := make(chan error, 1)
+	go func() { first <- d.Send(t.Context(), testFailure()) }()
+	for { // wait until the first Send holds the lookup
+		if len(d.lookup) == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := d.Send(ctx, testFailure()); !errors.Is(err, context.Canceled) {
+		t.Errorf("Send behind a pending lookup with a cancelled context = %v, want context.Canceled", err)
+	}
+	close(fake.block)
+	if err := <-first; err != nil {
+		t.Fatal(err)
 	}
 }

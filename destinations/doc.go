@@ -16,9 +16,10 @@
 // records' payload, as AWS does.
 //
 // Send makes exactly one attempt: the engine owns retries and backoff. An
-// error that can never succeed for that record (it is over the destination's
-// size limit) is wrapped with backoff.Permanent and matches ErrTooLarge;
-// every other error, including a missing queue or a denied permission, is
+// error that can never succeed for that record is wrapped with
+// backoff.Permanent: a record over the destination's size limit (it also
+// matches ErrTooLarge), or, for S3, a failure without the mapping UUID or
+// shard id its object key needs. Every other error, including a missing queue or a denied permission, is
 // treated as transient, because an operator can fix it while the engine keeps
 // retrying. Destinations never log record payloads.
 package destinations

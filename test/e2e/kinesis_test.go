@@ -1,0 +1,613 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/esmd-dev/esmd/test/efoshim"
+	"github.com/esmd-dev/esmd/test/servers"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// failureRecord is the on-failure record, decoded.
+type failureRecord struct {
+	RequestContext struct {
+		RequestID              string `json:"requestId"`
+		FunctionARN            string `json:"functionArn"`
+		Condition              string `json:"condition"`
+		ApproximateInvokeCount int    `json:"approximateInvokeCount"`
+	} `json:"requestContext"`
+	ResponseContext struct {
+		StatusCode      int    `json:"statusCode"`
+		ExecutedVersion string `json:"executedVersion"`
+		FunctionError   string `json:"functionError"`
+	} `json:"responseContext"`
+	Version   string `json:"version"`
+	Timestamp string `json:"timestamp"`
+	Batch     struct {
+		ShardID       string `json:"shardId"`
+		StartSeq      string `json:"startSequenceNumber"`
+		EndSeq        string `json:"endSequenceNumber"`
+		FirstArrival  string `json:"approximateArrivalOfFirstRecord"`
+		LastArrival   string `json:"approximateArrivalOfLastRecord"`
+		BatchSize     int    `json:"batchSize"`
+		StreamARN     string `json:"streamArn"`
+	} `json:"KinesisBatchInfo"`
+}
+
+func decodeFailure(t *testing.T, body string) failureRecord {
+	t.Helper()
+	var f failureRecord
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		t.Fatalf("failure record %s: %v", body, err)
+	}
+	return f
+}
+
+func TestKinesisEventShape(t *testing.T) {
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	name := servers.UniqueName("shape")
+	arn := servers.CreateStream(t, ep, name, 1)
+	recs := []put{
+		{Key: "order-1", Data: []byte(`{"id":1}`)},
+		{Key: "ключ <&>", Data: []byte{0, 1, 2, 0xff, 0xfe}},
+		{Key: "order-1", Data: []byte("plain text")},
+	}
+	start := time.Now()
+	res := putRecords(t, ep, name, recs)
+	s := newSink(t, nil)
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(ep, "", dir, arn, s.srv.URL, "BatchSize: 10\nesmd: {pollInterval: 100ms}"))
+	waitFor(t, 30*time.Second, "3 records", func() bool { return s.count() == 3 })
+
+	calls := s.snapshot()
+	if len(calls) != 1 {
+		t.Fatalf("%d invocations, want 1", len(calls))
+	}
+	for i, r := range calls[0].Records {
+		want := recs[i]
+		seq := aws.ToString(res[i].SequenceNumber)
+		shard := aws.ToString(res[i].ShardId)
+		k := r.Kinesis
+		if k.PartitionKey != want.Key || !bytes.Equal(k.Data, want.Data) || k.SequenceNumber != seq || k.KinesisSchemaVersion != "1.0" {
+			t.Errorf("record %d kinesis = %+v, want key %q data %q seq %s", i, k, want.Key, want.Data, seq)
+		}
+		if at := k.ApproximateArrivalTimestamp.Time; at.Before(start.Add(-5*time.Second)) || at.After(time.Now()) {
+			t.Errorf("record %d arrival %v not near put time %v", i, at, start)
+		}
+		if r.EventSource != "aws:kinesis" || r.EventVersion != "1.0" || r.EventName != "aws:kinesis:record" ||
+			r.EventID != shard+":"+seq || r.InvokeIdentityArn != "arn:aws:iam::000000000000:role/esmd" ||
+			r.AwsRegion != "us-east-1" || r.EventSourceArn != arn {
+			t.Errorf("record %d = %+v", i, r)
+		}
+	}
+	checkGolden(t, "kinesis_event.golden.json", normalizeEvent(calls[0].Body, name))
+}
+
+// normalizeEvent replaces what differs between runs (sequence numbers, arrival
+// times, the stream name) with placeholders, and indents the event.
+func normalizeEvent(body []byte, stream string) []byte {
+	s := string(body)
+	s = regexp.MustCompile(`"approximateArrivalTimestamp":[0-9.]+`).ReplaceAllString(s, `"approximateArrivalTimestamp":0`)
+	seqs := regexp.MustCompile(`[0-9]{20,}`).FindAllString(s, -1)
+	seen := map[string]string{}
+	for _, q := range seqs {
+		if _, ok := seen[q]; !ok {
+			seen[q] = fmt.Sprintf("SEQ%d", len(seen))
+		}
+	}
+	s = regexp.MustCompile(`[0-9]{20,}`).ReplaceAllStringFunc(s, func(q string) string { return seen[q] })
+	s = strings.ReplaceAll(s, stream, "STREAM")
+	var out bytes.Buffer
+	_ = json.Indent(&out, []byte(s), "", "  ")
+	out.WriteByte('\n')
+	return out.Bytes()
+}
+
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs:\n got: %s\nwant: %s", path, got, want)
+	}
+}
+
+func TestKinesisPoisonRecordBisect(t *testing.T) {
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	moto := servers.Moto(t)
+	name := servers.UniqueName("poison")
+	arn := servers.CreateStream(t, ep, name, 1)
+	qurl, qarn := servers.CreateQueue(t, moto, servers.UniqueName("failures"), nil)
+	var recs []put
+	for i := 0; i < 100; i++ {
+		recs = append(recs, put{Key: fmt.Sprintf("k%d", i%7), Data: []byte(fmt.Sprintf("r%03d", i))})
+	}
+	res := putRecords(t, ep, name, recs)
+	poisonSeq := aws.ToString(res[61].SequenceNumber)
+	s := newSink(t, func(c call) (int, string) {
+		for _, r := range c.Records {
+			if string(r.Kinesis.Data) == "r061" {
+				return 500, ""
+			}
+		}
+		return 200, ""
+	})
+	dir := t.TempDir()
+	cfg := kinesisYAML(ep, moto, dir, arn, s.srv.URL, fmt.Sprintf(`BatchSize: 100
+BisectBatchOnFunctionError: true
+MaximumRetryAttempts: 0
+DestinationConfig: {OnFailure: {Destination: %s}}
+esmd: {pollInterval: 100ms, retryBackoff: {initial: 10ms, max: 50ms}}`, qarn))
+	p := startESMD(t, dir, cfg)
+	bodies := receiveAll(t, moto, qurl, 1, 60*time.Second)
+	if len(bodies) != 1 {
+		t.Fatalf("%d failure records, want 1", len(bodies))
+	}
+	f := decodeFailure(t, bodies[0])
+	if f.Batch.BatchSize != 1 || f.Batch.StartSeq != poisonSeq || f.Batch.EndSeq != poisonSeq ||
+		f.RequestContext.Condition != "RetryAttemptsExhausted" || f.RequestContext.ApproximateInvokeCount != 1 ||
+		f.ResponseContext.FunctionError != "Unhandled" || f.Batch.ShardID != aws.ToString(res[61].ShardId) ||
+		f.Batch.StreamARN != arn || f.Version != "1.0" ||
+		f.RequestContext.FunctionARN != "arn:aws:lambda:us-east-1:000000000000:function:sink" {
+		t.Fatalf("failure record = %+v", f)
+	}
+	// Every other record succeeded exactly once.
+	waitFor(t, 30*time.Second, "all good records", func() bool { return len(succeededOnce(s)) == 99 })
+	ok := succeededOnce(s)
+	for i := 0; i < 100; i++ {
+		d := fmt.Sprintf("r%03d", i)
+		if n := ok[d]; (i == 61 && n != 0) || (i != 61 && n != 1) {
+			t.Errorf("%s succeeded %d times", d, n)
+		}
+	}
+	// The checkpoint passed the end: after a drain and a restart, only a new
+	// record arrives.
+	if code := p.term(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	before := s.count()
+	startESMD(t, dir, cfg)
+	putOne(t, ep, name, "k", []byte("after-restart"))
+	waitFor(t, 30*time.Second, "new record", func() bool { return s.count() > before })
+	time.Sleep(500 * time.Millisecond)
+	calls := s.snapshot()
+	var after []string
+	for _, c := range calls[len(calls)-1:] {
+		for _, r := range c.Records {
+			after = append(after, string(r.Kinesis.Data))
+		}
+	}
+	if s.count() != before+1 || strings.Join(after, ",") != "after-restart" {
+		t.Fatalf("after restart got %v (%d new records), want only after-restart", after, s.count()-before)
+	}
+}
+
+// succeededOnce counts, per record data, the successful calls that held it.
+func succeededOnce(s *sink) map[string]int {
+	out := map[string]int{}
+	for _, c := range s.snapshot() {
+		bad := false
+		for _, r := range c.Records {
+			if string(r.Kinesis.Data) == "r061" {
+				bad = true
+			}
+		}
+		if bad {
+			continue
+		}
+		for _, r := range c.Records {
+			out[string(r.Kinesis.Data)]++
+		}
+	}
+	return out
+}
+
+func TestKinesisRetriesExhaustedWithoutBisect(t *testing.T) {
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	moto := servers.Moto(t)
+	name := servers.UniqueName("retries")
+	arn := servers.CreateStream(t, ep, name, 1)
+	qurl, qarn := servers.CreateQueue(t, moto, servers.UniqueName("failures"), nil)
+	var recs []put
+	for i := 0; i < 5; i++ {
+		recs = append(recs, put{Key: "k", Data: []byte(fmt.Sprintf("r%d", i))})
+	}
+	res := putRecords(t, ep, name, recs)
+	s := newSink(t, func(c call) (int, string) { return 500, "" })
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(ep, moto, dir, arn, s.srv.URL, fmt.Sprintf(`BatchSize: 10
+MaximumRetryAttempts: 2
+DestinationConfig: {OnFailure: {Destination: %s}}
+esmd: {pollInterval: 100ms, retryBackoff: {initial: 10ms, max: 50ms}}`, qarn)))
+	bodies := receiveAll(t, moto, qurl, 1, 60*time.Second)
+	if len(bodies) != 1 {
+		t.Fatalf("%d failure records, want 1", len(bodies))
+	}
+	f := decodeFailure(t, bodies[0])
+	if f.RequestContext.ApproximateInvokeCount != 3 || f.Batch.BatchSize != 5 ||
+		f.Batch.StartSeq != aws.ToString(res[0].SequenceNumber) || f.Batch.EndSeq != aws.ToString(res[4].SequenceNumber) ||
+		f.RequestContext.Condition != "RetryAttemptsExhausted" {
+		t.Fatalf("failure record = %+v", f)
+	}
+	if calls := s.snapshot(); len(calls) != 3 {
+		t.Fatalf("%d invocations, want 3", len(calls))
+	}
+}
+
+func TestKinesisReportBatchItemFailures(t *testing.T) {
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	name := servers.UniqueName("partial")
+	arn := servers.CreateStream(t, ep, name, 1)
+	var recs []put
+	for i := 0; i < 10; i++ {
+		recs = append(recs, put{Key: fmt.Sprintf("k%d", i), Data: []byte(fmt.Sprintf("r%d", i))})
+	}
+	res := putRecords(t, ep, name, recs)
+	var n atomic.Int32
+	s := newSink(t, func(c call) (int, string) {
+		if n.Add(1) == 1 {
+			return 200, fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q},{"itemIdentifier":%q}]}`,
+				aws.ToString(res[8].SequenceNumber), aws.ToString(res[5].SequenceNumber))
+		}
+		return 200, `{"batchItemFailures":[]}`
+	})
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 10
+FunctionResponseTypes: [ReportBatchItemFailures]
+esmd: {pollInterval: 100ms, retryBackoff: {initial: 10ms, max: 50ms}}`))
+	waitFor(t, 30*time.Second, "retry", func() bool { return len(s.snapshot()) >= 2 })
+	time.Sleep(300 * time.Millisecond)
+	calls := s.snapshot()
+	if len(calls) != 2 {
+		t.Fatalf("%d invocations, want 2", len(calls))
+	}
+	var got []string
+	for _, r := range calls[1].Records {
+		got = append(got, string(r.Kinesis.Data))
+	}
+	if strings.Join(got, ",") != "r5,r6,r7,r8,r9" {
+		t.Fatalf("retry held %v, want r5..r9", got)
+	}
+}
+
+func TestKinesisMaximumRecordAge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for records to pass the 60 s minimum age")
+	}
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	moto := servers.Moto(t)
+	name := servers.UniqueName("age")
+	arn := servers.CreateStream(t, ep, name, 1)
+	qurl, qarn := servers.CreateQueue(t, moto, servers.UniqueName("failures"), nil)
+	res := putRecords(t, ep, name, []put{{Key: "k", Data: []byte("a")}, {Key: "k", Data: []byte("b")}})
+	s := newSink(t, func(c call) (int, string) { return 500, "" })
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(ep, moto, dir, arn, s.srv.URL, fmt.Sprintf(`MaximumRecordAgeInSeconds: 60
+DestinationConfig: {OnFailure: {Destination: %s}}
+esmd: {pollInterval: 100ms, retryBackoff: {initial: 100ms, max: 1s}}`, qarn)))
+	bodies := receiveAll(t, moto, qurl, 1, 100*time.Second)
+	if len(bodies) != 1 {
+		t.Fatalf("%d failure records, want 1", len(bodies))
+	}
+	f := decodeFailure(t, bodies[0])
+	if f.RequestContext.Condition != "RecordAgeExceeded" || f.Batch.BatchSize != 2 ||
+		f.Batch.StartSeq != aws.ToString(res[0].SequenceNumber) || f.RequestContext.ApproximateInvokeCount < 2 {
+		t.Fatalf("failure record = %+v", f)
+	}
+}
+
+// keyedRecords builds n records over keys keys, each carrying "key:counter".
+func keyedRecords(keys, n int) []put {
+	recs := make([]put, 0, n)
+	next := make([]int, keys)
+	for i := 0; i < n; i++ {
+		k := i % keys
+		recs = append(recs, put{Key: fmt.Sprintf("key-%d", k), Data: []byte(fmt.Sprintf("key-%d:%d", k, next[k]))})
+		next[k]++
+	}
+	return recs
+}
+
+// orderCheck follows per-key counters through invocations in the order the
+// sink received them. It counts records, duplicates (a counter seen before)
+// and order violations (a counter beyond the next expected one).
+type orderCheck struct {
+	mu         sync.Mutex
+	next       map[string]int
+	seen       map[string]bool
+	records    int
+	dups       int
+	violations []string
+}
+
+func newOrderCheck() *orderCheck {
+	return &orderCheck{next: map[string]int{}, seen: map[string]bool{}}
+}
+
+func (o *orderCheck) observe(recs []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, d := range recs {
+		i := strings.LastIndexByte(d, ':')
+		key := d[:i]
+		var n int
+		fmt.Sscanf(d[i+1:], "%d", &n)
+		o.records++
+		if o.seen[d] {
+			o.dups++
+		}
+		o.seen[d] = true
+		switch {
+		case n == o.next[key]:
+			o.next[key]++
+		case n < o.next[key]:
+			// A redelivery: the key's sequence restarts here.
+			o.next[key] = n + 1
+		default:
+			if len(o.violations) < 10 {
+				o.violations = append(o.violations, fmt.Sprintf("%s: got %d, want %d", key, n, o.next[key]))
+			}
+			o.next[key] = n + 1
+		}
+	}
+}
+
+func (o *orderCheck) unique() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.seen)
+}
+
+func dataOf(c call) []string {
+	out := make([]string, len(c.Records))
+	for i, r := range c.Records {
+		out[i] = string(r.Kinesis.Data)
+	}
+	return out
+}
+
+func TestKinesisParallelizationFactorKeepsKeyOrder(t *testing.T) {
+	t.Parallel()
+	ep := servers.Kinesalite(t)
+	name := servers.UniqueName("pf")
+	arn := servers.CreateStream(t, ep, name, 2)
+	const total = 100_000
+	putRecords(t, ep, name, keyedRecords(1000, total))
+	oc := newOrderCheck()
+	s := newSink(t, func(c call) (int, string) {
+		oc.observe(dataOf(c))
+		time.Sleep(2 * time.Millisecond)
+		return 200, ""
+	})
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 100
+ParallelizationFactor: 10
+esmd: {pollInterval: 100ms}`))
+	waitFor(t, 5*time.Minute, "100,000 records", func() bool { return oc.unique() == total })
+	if len(oc.violations) > 0 {
+		t.Fatalf("per-key order violated: %v", oc.violations)
+	}
+	if oc.dups != 0 {
+		t.Fatalf("%d duplicates without any failure", oc.dups)
+	}
+	if p := s.peakConcurrency(); p < 2 {
+		t.Fatalf("peak concurrent invocations %d, want more than one lane at once", p)
+	} else {
+		t.Logf("peak concurrent invocations: %d (2 shards x 10 lanes)", p)
+	}
+}
+
+func TestKinesisReshardingKeepsParentBeforeChild(t *testing.T) {
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	name := servers.UniqueName("reshard")
+	arn := servers.CreateStream(t, ep, name, 1)
+	kc := servers.KinesisClient(ep)
+	oc := newOrderCheck()
+	s := newSink(t, func(c call) (int, string) {
+		oc.observe(dataOf(c))
+		return 200, ""
+	})
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 50
+esmd: {pollInterval: 100ms, shardDiscoveryInterval: 500ms}`))
+	const keys = 20
+	recs := keyedRecords(keys, 600)
+	putRecords(t, ep, name, recs[:200])
+	ctx := context.Background()
+	shards := listShards(t, kc, name)
+	// Split the only shard at the middle of its hash range.
+	if _, err := kc.SplitShard(ctx, &kinesis.SplitShardInput{StreamName: aws.String(name), ShardToSplit: shards[0].ShardId,
+		NewStartingHashKey: aws.String("170141183460469231731687303715884105728")}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kc, name)
+	putRecords(t, ep, name, recs[200:400])
+	var open []string
+	for _, sh := range listShards(t, kc, name) {
+		if sh.SequenceNumberRange.EndingSequenceNumber == nil {
+			open = append(open, aws.ToString(sh.ShardId))
+		}
+	}
+	sort.Strings(open)
+	if len(open) != 2 {
+		t.Fatalf("open shards after split: %v", open)
+	}
+	if _, err := kc.MergeShards(ctx, &kinesis.MergeShardsInput{StreamName: aws.String(name), ShardToMerge: aws.String(open[0]), AdjacentShardToMerge: aws.String(open[1])}); err != nil {
+		t.Fatal(err)
+	}
+	waitActive(t, kc, name)
+	putRecords(t, ep, name, recs[400:])
+	waitFor(t, 2*time.Minute, "600 records", func() bool { return oc.unique() == 600 })
+	if len(oc.violations) > 0 {
+		t.Fatalf("a child record came before its parent's for the same key: %v", oc.violations)
+	}
+	if len(listShards(t, kc, name)) != 4 {
+		t.Fatalf("want 4 shards (parent, 2 children, merged)")
+	}
+}
+
+func listShards(t *testing.T, kc *kinesis.Client, name string) []ktypes.Shard {
+	t.Helper()
+	out, err := kc.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Shards
+}
+
+func waitActive(t *testing.T, kc *kinesis.Client, name string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "stream ACTIVE", func() bool {
+		out, err := kc.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		return err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive
+	})
+}
+
+func TestKinesisKillAndRestartLosesNothing(t *testing.T) {
+	t.Parallel()
+	ep := servers.Kinesalite(t)
+	name := servers.UniqueName("kill")
+	arn := servers.CreateStream(t, ep, name, 2)
+	const total = 20_000
+	putRecords(t, ep, name, keyedRecords(100, total))
+	oc := newOrderCheck()
+	s := newSink(t, func(c call) (int, string) {
+		oc.observe(dataOf(c))
+		time.Sleep(time.Millisecond)
+		return 200, ""
+	})
+	dir := t.TempDir()
+	cfg := kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 100
+ParallelizationFactor: 4
+esmd: {pollInterval: 100ms}`)
+	kills := 0
+	for round := 0; round < 3; round++ {
+		p := startESMD(t, dir, cfg)
+		target := oc.unique() + total/5
+		waitFor(t, 2*time.Minute, "progress", func() bool { return oc.unique() >= min(target, total) })
+		if oc.unique() == total {
+			break
+		}
+		p.kill()
+		kills++
+	}
+	startESMD(t, dir, cfg)
+	waitFor(t, 3*time.Minute, "every record", func() bool { return oc.unique() == total })
+	// In flight at a crash: 2 shards x 4 lanes x one batch of 100, plus the
+	// records a lane had buffered; the checkpoint is saved after every batch.
+	bound := kills * 2 * 4 * 100 * 2
+	t.Logf("kill -9 x%d: %d records, %d deliveries, %d duplicates (bound %d)", kills, total, oc.records, oc.dups, bound)
+	if oc.dups > bound {
+		t.Fatalf("%d duplicates, above the bound %d", oc.dups, bound)
+	}
+}
+
+func TestKinesisDrainThenRestartRedeliversNothing(t *testing.T) {
+	t.Parallel()
+	ep := servers.Kinesalite(t)
+	name := servers.UniqueName("drain")
+	arn := servers.CreateStream(t, ep, name, 2)
+	const total = 5000
+	putRecords(t, ep, name, keyedRecords(50, total))
+	oc := newOrderCheck()
+	s := newSink(t, func(c call) (int, string) {
+		oc.observe(dataOf(c))
+		time.Sleep(2 * time.Millisecond)
+		return 200, ""
+	})
+	dir := t.TempDir()
+	cfg := kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 50
+ParallelizationFactor: 2
+esmd: {pollInterval: 100ms}`)
+	p := startESMD(t, dir, cfg)
+	waitFor(t, time.Minute, "progress", func() bool { return oc.unique() >= total/3 })
+	if code := p.term(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
+	}
+	if !strings.Contains(p.log(), "mapping drained") {
+		t.Fatalf("no drain in the log")
+	}
+	atDrain := oc.records
+	startESMD(t, dir, cfg)
+	waitFor(t, 2*time.Minute, "every record", func() bool { return oc.unique() == total })
+	t.Logf("drained after %d deliveries; %d records in all, %d duplicates", atDrain, total, oc.dups)
+	if oc.dups != 0 {
+		t.Fatalf("%d records re-delivered after a drain", oc.dups)
+	}
+	if len(oc.violations) > 0 {
+		t.Fatalf("order: %v", oc.violations)
+	}
+}
+
+func TestKinesisEnhancedFanOut(t *testing.T) {
+	t.Parallel()
+	ep := servers.KinesisMock(t)
+	name := servers.UniqueName("efo")
+	arn := servers.CreateStream(t, ep, name, 2)
+	kc := servers.KinesisClient(ep)
+	out, err := kc.RegisterStreamConsumer(context.Background(), &kinesis.RegisterStreamConsumerInput{StreamARN: aws.String(arn), ConsumerName: aws.String("esmd")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer := aws.ToString(out.Consumer.ConsumerARN)
+	waitFor(t, 30*time.Second, "consumer ACTIVE", func() bool {
+		d, err := kc.DescribeStreamConsumer(context.Background(), &kinesis.DescribeStreamConsumerInput{ConsumerARN: aws.String(consumer)})
+		return err == nil && d.ConsumerDescription.ConsumerStatus == ktypes.ConsumerStatusActive
+	})
+	shim := efoshim.Start(t, ep)
+	oc := newOrderCheck()
+	s := newSink(t, func(c call) (int, string) {
+		oc.observe(dataOf(c))
+		return 200, ""
+	})
+	const total = 300
+	putRecords(t, ep, name, keyedRecords(10, total))
+	dir := t.TempDir()
+	startESMD(t, dir, kinesisYAML(shim, "", dir, consumer, s.srv.URL, `BatchSize: 50`))
+	waitFor(t, time.Minute, "every record", func() bool { return oc.unique() == total })
+	if len(oc.violations) > 0 || oc.dups > 0 {
+		t.Fatalf("order %v, duplicates %d", oc.violations, oc.dups)
+	}
+	for _, c := range s.snapshot() {
+		if c.Records[0].EventSourceArn != arn {
+			t.Fatalf("eventSourceARN %s, want the stream %s", c.Records[0].EventSourceArn, arn)
+		}
+	}
+}

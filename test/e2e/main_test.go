@@ -1,0 +1,9 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/esmd-dev/esmd/test/servers"
+)
+
+func TestMain(m *testing.M) { servers.Main(m) }

@@ -188,6 +188,8 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			p := joinPath(path, k.Value)
 			if seen[k.Value] {
 				w.keyError(k, p, fmt.Sprintf("key %q appears twice", k.Value))
+				n.Content = append(n.Content[:i:i], n.Content[i+2:]...)
+				i -= 2
 				continue
 			}
 			seen[k.Value] = true
@@ -226,6 +228,10 @@ func (w *walker) mapping(n *yaml.Node, t reflect.Type, path string, seen map[str
 		if seen != nil {
 			if seen[k.Value] {
 				w.keyError(k, p, fmt.Sprintf("key %q appears twice", k.Value))
+				// yaml.v3 drops a whole mapping with a repeated key: drop
+				// the repeat instead, so the rest is still checked.
+				n.Content = append(n.Content[:i:i], n.Content[i+2:]...)
+				i -= 2
 				continue
 			}
 			seen[k.Value] = true
@@ -303,12 +309,19 @@ func (w *walker) decodeError(msg string) {
 	} else if m := yamlTypeErrRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])
 		tag, val, into := m[2], m[3], m[4]
-		path = w.find(line, func(l leaf) bool {
+		match := func(l leaf) bool {
 			if prefix, ok := strings.CutSuffix(val, "..."); ok {
 				return strings.HasPrefix(l.value, prefix)
 			}
 			return l.value == val
-		})
+		}
+		path = w.find(line, match)
+		for _, l := range w.nodes[line] {
+			if l.path == path && match(l) {
+				val = l.value // yaml.v3 shortens values in its messages
+				break
+			}
+		}
 		text = fmt.Sprintf("expected %s, got %s", describeGoType(into), describeYAML(tag, val))
 	} else if m := lineErrRE.FindStringSubmatch(msg); m != nil {
 		line, _ = strconv.Atoi(m[1])

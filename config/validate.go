@@ -512,7 +512,7 @@ func (m *Mapping) checkStream(p *problems, at func(string) string) {
 		p.add(at("esmd.shardDiscoveryInterval"), "%s must be positive", e.ShardDiscoveryInterval)
 	}
 	switch {
-	case src.EFO() && e.PollInterval != nil:
+	case src.EFO() && e.PollInterval != nil && e.PollInterval.Std() != 0:
 		p.add(at("esmd.pollInterval"), "does not apply to %s: records are pushed", article(label))
 	case e.PollInterval != nil:
 	case src.EFO():

@@ -132,7 +132,7 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		}
 		r.iter = out.NextShardIterator
 		if r.iter == nil {
-			r.ended = true
+			r.end()
 			if len(res.Records) == 0 {
 				return res, mapping.ErrShardClosed
 			}
@@ -146,6 +146,12 @@ func (r *reader) Close() error {
 	r.closed = true
 	r.iter = nil
 	return nil
+}
+
+// end marks the shard read to its end.
+func (r *reader) end() {
+	r.ended = true
+	r.src.markEnded(r.shard)
 }
 
 // renew gets a new iterator at r.resume, retrying what is retryable. A start
@@ -166,7 +172,7 @@ func (r *reader) renew(ctx context.Context) error {
 			r.recovered()
 			if out.ShardIterator == nil {
 				// A closed shard with nothing after the position.
-				r.ended = true
+				r.end()
 				return nil
 			}
 			r.iter = out.ShardIterator
@@ -217,7 +223,7 @@ func (r *reader) shardGone(ctx context.Context, cause error) error {
 		return fmt.Errorf("dynamodb streams %s: shard %s: %w (and describe stream: %w)", r.src.arn, r.shard, cause, err)
 	}
 	r.log.Warn("dynamodb streams: shard no longer exists (past retention); treating it as read to its end")
-	r.ended = true
+	r.end()
 	r.iter = nil
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -71,6 +72,10 @@ type Source struct {
 	limit        int32
 	enc          *event.DynamoDBEncoder
 	log          *slog.Logger
+
+	mu             sync.Mutex
+	ended          map[string]bool // shards read to their end by this Source's readers
+	disabledLogged bool
 }
 
 var (
@@ -112,6 +117,7 @@ func New(client API, cfg Config) (*Source, error) {
 		limit:        cfg.Limit,
 		enc:          cfg.Encoder,
 		log:          cfg.Logger.With("stream", cfg.StreamARN),
+		ended:        map[string]bool{},
 	}, nil
 }
 
@@ -130,11 +136,13 @@ func regionOf(arn string) string {
 // only while the stream still holds it: a parent past retention has nothing
 // left to read. A shard is Closed once it has an ending sequence number.
 //
-// When the stream does not exist, the error wraps mapping.ErrSourceGone. When
-// the stream is disabled (or being disabled) and none of its shards is open,
-// Shards returns the shards together with a *DisabledError, which wraps
-// mapping.ErrSourceGone: the records left in those closed shards can still be
-// read, and the mapping is done once they are.
+// When the stream does not exist, the error wraps mapping.ErrSourceGone. A
+// stream that is disabled (or being disabled) keeps its records readable:
+// Shards lists its shards as usual until none is open and readers of this
+// Source have read every one of them to its end; then it returns the shards
+// together with a *DisabledError, which wraps mapping.ErrSourceGone, so that
+// the engine stops only once nothing is left to deliver. (Shards finished
+// before a restart are not known to a new Source: the mapping then idles.)
 func (s *Source) Shards(ctx context.Context) ([]event.Shard, error) {
 	var (
 		shards []event.Shard
@@ -185,10 +193,32 @@ func (s *Source) Shards(ctx context.Context) ([]event.Shard, error) {
 			open++
 		}
 	}
-	if (status == types.StreamStatusDisabled || status == types.StreamStatusDisabling) && open == 0 {
-		return shards, &DisabledError{StreamARN: s.arn, Status: string(status)}
+	if status == types.StreamStatusDisabled || status == types.StreamStatusDisabling {
+		s.mu.Lock()
+		left := open
+		for _, sh := range shards {
+			if sh.Closed && !s.ended[sh.ID] {
+				left++
+			}
+		}
+		logged := s.disabledLogged
+		s.disabledLogged = true
+		s.mu.Unlock()
+		if left == 0 {
+			return shards, &DisabledError{StreamARN: s.arn, Status: string(status)}
+		}
+		if !logged {
+			s.log.Warn("dynamodb streams: stream is disabled; reading the records it still holds", "status", status, "shards_left", left)
+		}
 	}
 	return shards, nil
+}
+
+// markEnded records that a reader read shard id to its end.
+func (s *Source) markEnded(id string) {
+	s.mu.Lock()
+	s.ended[id] = true
+	s.mu.Unlock()
 }
 
 // DisabledError reports a stream whose writes were turned off and that has no

@@ -223,8 +223,7 @@ func TestShardsStatus(t *testing.T) {
 		{name: "enabled", status: types.StreamStatusEnabled, wantList: 2},
 		{name: "enabled all closed", status: types.StreamStatusEnabled, closeAll: true, wantList: 2},
 		{name: "disabled with an open shard", status: types.StreamStatusDisabled, wantList: 2},
-		{name: "disabling all closed", status: types.StreamStatusDisabling, closeAll: true, wantGone: true, wantMsg: "stream is DISABLING and every shard is closed", wantList: 2},
-		{name: "disabled all closed", status: types.StreamStatusDisabled, closeAll: true, wantGone: true, wantMsg: "stream is DISABLED and every shard is closed", wantList: 2},
+		{name: "disabled all closed, not read", status: types.StreamStatusDisabled, closeAll: true, wantList: 2},
 		{name: "missing", missing: true, wantGone: true, wantMsg: "stream ARN " + fakeARN + " does not exist"},
 	}
 	for _, c := range cases {
@@ -247,6 +246,52 @@ func TestShardsStatus(t *testing.T) {
 			}
 			if len(got) != c.wantList {
 				t.Fatalf("%d shards, want %d", len(got), c.wantList)
+			}
+		})
+	}
+}
+
+// TestShardsDisabledAfterReadingEverything: a disabled stream is gone for
+// the engine only once its remaining records were read.
+func TestShardsDisabledAfterReadingEverything(t *testing.T) {
+	for _, status := range []types.StreamStatus{types.StreamStatusDisabled, types.StreamStatusDisabling} {
+		t.Run(string(status), func(t *testing.T) {
+			f := newFake(fakeARN,
+				fakeShard{id: "a", closed: true, records: fakeRecords(0, 2)},
+				fakeShard{id: "b", parent: "a", closed: true, records: fakeRecords(1, 1)},
+			)
+			f.status = status
+			s, logs := newSource(t, f, Config{})
+			ctx := context.Background()
+			for i, sh := range []string{"a", "b"} {
+				got, err := s.Shards(ctx)
+				if err != nil || len(got) != 2 {
+					t.Fatalf("listing %d before shard %s was read: %d shards, %v", i, sh, len(got), err)
+				}
+				r, err := s.Open(ctx, event.Shard{ID: sh, Closed: true}, event.Start{Type: event.TrimHorizon})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for {
+					_, err := r.Read(ctx)
+					if errors.Is(err, mapping.ErrShardClosed) {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			got, err := s.Shards(ctx)
+			var de *DisabledError
+			if !errors.Is(err, mapping.ErrSourceGone) || !errors.As(err, &de) || de.Status != string(status) || len(got) != 2 {
+				t.Fatalf("after reading everything: %d shards, %v", len(got), err)
+			}
+			if want := "stream is " + string(status) + " and every shard is closed"; !strings.Contains(err.Error(), want) {
+				t.Fatalf("err %q, want %q", err, want)
+			}
+			if n := logs.count("WARN", "stream is disabled; reading the records it still holds"); n != 1 {
+				t.Fatalf("%d disabled warnings, want 1:\n%s", n, logs)
 			}
 		})
 	}

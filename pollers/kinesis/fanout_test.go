@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strconv"
 	"testing"
 	"testing/synctest"
@@ -227,3 +228,31 @@ type chanStream struct {
 func (s *chanStream) Events() <-chan types.SubscribeToShardEventStream { return s.ch }
 func (s *chanStream) Close() error                                     { s.closed = true; return nil }
 func (s *chanStream) Err() error                                       { return nil }
+
+func TestFanOutReadsClosedShardWithGetRecords(t *testing.T) {
+	f := &fakeAPI{t: t}
+	f.iter("i1")
+	f.recs(0, 2, 0, "")
+	s, err := New(f, Config{ConsumerARN: testARN + "/consumer/c1:1700000000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.subscribe = func(context.Context, *kinesis.SubscribeToShardInput) (eventStream, error) {
+		t.Error("subscribed to a closed shard")
+		return nil, errors.New("unexpected")
+	}
+	r, err := s.Open(t.Context(), event.Shard{ID: "shardId-0", Closed: true}, event.Start{Type: event.TrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Read(t.Context())
+	if err != nil || !slices.Equal(seqs(res), []string{"0", "1"}) {
+		t.Fatalf("Read = %v, %v; want records 0 and 1", seqs(res), err)
+	}
+	if _, err := r.Read(t.Context()); !errors.Is(err, mapping.ErrShardClosed) {
+		t.Errorf("Read = %v, want ErrShardClosed", err)
+	}
+	if got := aws.ToString(f.iterIn[0].StreamName); got != "s1" {
+		t.Errorf("stream name %q, want s1 from the consumer ARN", got)
+	}
+}

@@ -444,6 +444,34 @@ func TestEnhancedFanOut(t *testing.T) {
 		got, _ := readN(t, r, len(after[id]))
 		checkRecords(t, arn, id, got, after[id])
 	}
+
+	// After a split, the closed parent is read to its end. (kinesis-mock
+	// never ends a live subscription to a shard that gets closed, so the
+	// parent is opened again, now known closed.)
+	parent := "shardId-000000000000"
+	quarter := new(big.Int).Lsh(big.NewInt(1), 126)
+	if _, err := c.SplitShard(t.Context(), &sdk.SplitShardInput{StreamName: aws.String(name),
+		ShardToSplit: aws.String(parent), NewStartingHashKey: aws.String(quarter.String())}); err != nil {
+		t.Fatal(err)
+	}
+	shards = waitShards(t, src, 4)
+	if !shards[0].Closed {
+		t.Fatalf("parent %+v not closed", shards[0])
+	}
+	for _, sh := range shards[2:] {
+		if !slices.Equal(sh.Parents, []string{parent}) {
+			t.Errorf("child %+v, want parent %s", sh, parent)
+		}
+	}
+	r, err := src.Open(t.Context(), shards[0], event.Start{Type: event.AfterSequence, Seq: want[parent][len(want[parent])-1].Seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, closed := readN(t, r, -1)
+	checkRecords(t, arn, parent, got, after[parent])
+	if !closed {
+		t.Error("parent did not end")
+	}
 }
 
 // waitActive waits until a resharded stream is ACTIVE again.

@@ -251,14 +251,19 @@ func toShard(sh types.Shard) event.Shard {
 }
 
 // Open returns a reader of shard sh that begins at start. For shared
-// throughput it gets the first shard iterator before it returns, retrying
-// throttles until ctx ends; for enhanced fan-out the first Read subscribes.
+// throughput, and for a shard already closed, it gets the first shard
+// iterator before it returns, retrying throttles until ctx ends; for
+// enhanced fan-out the first Read subscribes.
 // The reader is used by one goroutine at a time.
 func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (mapping.ShardReader, error) {
 	if err := checkStart(start); err != nil {
 		return nil, fmt.Errorf("kinesis %s/%s: open: %w", s.stream, sh.ID, err)
 	}
-	if s.cfg.ConsumerARN != "" {
+	// A shard that is already closed is read with GetRecords even under
+	// enhanced fan-out: its records are fixed, and GetRecords ends it
+	// reliably, where kinesis-mock keeps a subscription to a closed shard
+	// open forever without the final ChildShards event.
+	if s.cfg.ConsumerARN != "" && !sh.Closed {
 		return s.newFanOutReader(sh, start), nil
 	}
 	r := s.newPollReader(sh, start)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -35,12 +36,18 @@ var _ mapping.ShardReader = (*fanOutReader)(nil)
 
 func (s *Source) newFanOutReader(sh event.Shard, start event.Start) *fanOutReader {
 	log := s.log.With("shard", sh.ID, "consumer", s.cfg.ConsumerARN)
+	// Kinesis allows one SubscribeToShard per second per consumer and
+	// shard, and refuses a new subscription for 5 s after the last one
+	// began (ResourceInUseException): retry no faster than once a second.
+	cfg := s.cfg
+	cfg.minBackoff = max(cfg.minBackoff, time.Second)
+	cfg.maxBackoff = max(cfg.maxBackoff, cfg.minBackoff)
 	return &fanOutReader{
 		src:   s,
 		shard: sh,
 		start: start,
 		log:   log,
-		rt:    newRetrier(s.cfg, log, "subscribe to shard"),
+		rt:    newRetrier(cfg, log, "subscribe to shard"),
 	}
 }
 

@@ -46,7 +46,10 @@ func (s *Source) newPollReader(sh event.Shard, start event.Start) *pollReader {
 }
 
 // position is where a new iterator starts: after the last record returned,
-// or at the reader's start when none was.
+// or at the reader's start when none was. (A LATEST reader that has returned
+// nothing yet restarts at LATEST, and so skips what was put between its last
+// poll and the renewal: without a record there is no sequence number to
+// resume from.)
 func (r *pollReader) position() event.Start {
 	if r.lastSeq != "" {
 		return event.Start{Type: event.AfterSequence, Seq: r.lastSeq}

@@ -445,6 +445,28 @@ func TestEnhancedFanOut(t *testing.T) {
 		checkRecords(t, arn, id, got, after[id])
 	}
 
+	// A second consumer resumes after a checkpoint.
+	src2, err := kinesis.New(servers.KinesisClient(efoshim.Start(t, ep)), kinesis.Config{
+		ConsumerARN: registerConsumer(t, c, arn, "esmd-resume"),
+		Encoder:     event.NewKinesisEncoder("us-east-1", arn, invokeRole),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sh := range shards {
+		all := append(slices.Clone(want[sh.ID]), after[sh.ID]...)
+		if len(all) < 2 {
+			continue
+		}
+		r, err := src2.Open(t.Context(), sh, event.Start{Type: event.AfterSequence, Seq: all[0].Seq})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := readN(t, r, len(all)-1)
+		checkRecords(t, arn, sh.ID, got, all[1:])
+		r.Close()
+	}
+
 	// After a split, the closed parent is read to its end. (kinesis-mock
 	// never ends a live subscription to a shard that gets closed, so the
 	// parent is opened again, now known closed.)

@@ -15,11 +15,11 @@ func TestTrackerContiguousPrefix(t *testing.T) {
 		want    string
 		moved   bool
 	}{
-		{1, 1, "", false},  // "2" done, "1" pending
-		{2, 2, "", false},  // "3","6" done
-		{0, 1, "3", true},  // "1" done: prefix 1,2,3
-		{0, 1, "4", true},  // "4" done; "5" pending
-		{1, 1, "6", true},  // "5" done: everything
+		{1, 1, "", false}, // "2" done, "1" pending
+		{2, 2, "", false}, // "3","6" done
+		{0, 1, "3", true}, // "1" done: prefix 1,2,3
+		{0, 1, "4", true}, // "4" done; "5" pending
+		{1, 1, "6", true}, // "5" done: everything
 	}
 	for i, s := range steps {
 		got, moved := tr.resolve(s.lane, s.n)

@@ -60,7 +60,9 @@ func (l *lane) run(ctx context.Context) {
 	for {
 		ready := len(l.buf) > 0 && (in == nil || windowDone || cfg.BatchWindow <= 0 || l.full())
 		if ready {
-			if l.w.r.isDraining() || ctx.Err() != nil {
+			// A drain still flushes what was read, so that a restart
+			// re-delivers nothing; only retries stop (in process).
+			if ctx.Err() != nil || !l.w.waitLead(ctx, l.idx) {
 				return
 			}
 			n := l.cut()
@@ -97,8 +99,6 @@ func (l *lane) run(ctx context.Context) {
 			l.buf = append(l.buf, recs...)
 		case <-timerC:
 			timerC, windowDone = nil, true
-		case <-l.w.r.drainC:
-			return
 		case <-ctx.Done():
 			return
 		}

@@ -30,17 +30,17 @@ type harness struct {
 
 func baseConfig() mapping.Config {
 	return mapping.Config{
-		Name:             mname,
-		UUID:             "00000000-0000-0000-0000-000000000001",
-		Kind:             event.Kinesis,
-		SourceARN:        "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
-		FunctionARN:      "arn:aws:lambda:us-east-1:000000000000:function:f",
-		BatchSize:        10,
-		MaxRecordAge:     -1,
-		MaxRetryAttempts: -1,
-		StartingPosition: event.Start{Type: event.TrimHorizon},
-		RetryInitial:     time.Millisecond,
-		RetryMax:         5 * time.Millisecond,
+		Name:              mname,
+		UUID:              "00000000-0000-0000-0000-000000000001",
+		Kind:              event.Kinesis,
+		SourceARN:         "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
+		FunctionARN:       "arn:aws:lambda:us-east-1:000000000000:function:f",
+		BatchSize:         10,
+		MaxRecordAge:      -1,
+		MaxRetryAttempts:  -1,
+		StartingPosition:  event.Start{Type: event.TrimHorizon},
+		RetryInitial:      time.Millisecond,
+		RetryMax:          5 * time.Millisecond,
 		DiscoveryInterval: 20 * time.Millisecond,
 	}
 }
@@ -569,5 +569,43 @@ func TestRestartResumesFromCheckpoint(t *testing.T) {
 	h2.drain()
 	if first := fn2.Invocations()[0].Records[0].Data; first != "r30" {
 		t.Fatalf("restart began at %s, want r30", first)
+	}
+}
+
+func TestDrainWithLanesRedeliversNothing(t *testing.T) {
+	s := fakes.NewStream(2)
+	s.ReadLimit = 300
+	const total = 3000
+	for i := 0; i < total; i++ {
+		s.Put(fmt.Sprintf("shard-%d", i%2), fmt.Sprintf("k%d", i%37), []byte(fmt.Sprintf("r%d", i)))
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	handle := func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		mu.Lock()
+		for _, r := range recs {
+			seen[r.Data]++
+		}
+		mu.Unlock()
+		time.Sleep(time.Millisecond)
+		return &mapping.Response{StatusCode: 200}, nil
+	}
+	cps := fakes.NewCheckpoints()
+	cfg := baseConfig()
+	cfg.ParallelizationFactor = 4
+	h := start(t, cfg, s, &fakes.Function{Handle: handle}, cps)
+	eventually(t, "progress", func() bool { return h.r.Stats().InvokedEvents.Load() > total/4 })
+	h.drain()
+	h2 := start(t, cfg, s, &fakes.Function{Handle: handle}, cps)
+	eventually(t, "every record", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == total
+	})
+	h2.drain()
+	for d, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s delivered %d times across a drain and a restart", d, n)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -59,6 +60,26 @@ func (w *worker) resolve(lane, n int) {
 		select {
 		case w.saveC <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// waitLead holds a lane back while it is too far ahead of the shard's
+// checkpoint. Lanes that run ahead of a slower one would be re-delivered
+// after a crash, since the checkpoint only covers the contiguous prefix; the
+// limit of BatchSize x ParallelizationFactor records bounds those duplicates
+// without slowing lanes that keep pace. It returns false on hard stop.
+func (w *worker) waitLead(ctx context.Context, lane int) bool {
+	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
+	for {
+		ok, moved := w.tr.lead(lane, limit)
+		if ok {
+			return true
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return false
 		}
 	}
 }
@@ -221,10 +242,8 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		for i := range res.Records {
 			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
 		}
-		for i, recs := range perLane {
-			if len(recs) > 0 && !w.send(rctx, i, recs) {
-				return false, nil
-			}
+		if !w.sendAll(rctx, perLane) {
+			break
 		}
 	}
 	return false, nil
@@ -239,6 +258,37 @@ func (w *worker) send(ctx context.Context, lane int, recs []event.Record) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// sendAll hands each lane its share of a poll, in whatever order the lanes
+// take them. A fixed order could deadlock: a lane held back by waitLead
+// would block the send to the lane that holds the checkpoint back.
+func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record) bool {
+	var cases []reflect.SelectCase
+	for i, recs := range perLane {
+		if len(recs) == 0 {
+			continue
+		}
+		select {
+		case w.lanes[i].in <- recs:
+		default:
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(w.lanes[i].in), Send: reflect.ValueOf(recs)})
+		}
+	}
+	if len(cases) == 0 {
+		return true
+	}
+	pending := len(cases)
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+	for pending > 0 {
+		chosen, _, _ := reflect.Select(cases)
+		if chosen == len(cases)-1 {
+			return false
+		}
+		cases[chosen].Chan = reflect.Value{} // sent: ignore this case from now on
+		pending--
+	}
+	return true
 }
 
 // laneFor maps a partition key to a lane with FNV-1a, so that one key always

@@ -22,6 +22,8 @@ type tracker struct {
 	// doneSeq is the sequence number of index done, or "" when nothing
 	// new was resolved since the tracker started.
 	doneSeq string
+	// moved is closed, and replaced, each time done advances.
+	moved chan struct{}
 }
 
 type idxQueue struct {
@@ -46,7 +48,7 @@ func (q *idxQueue) pop(n int) {
 }
 
 func newTracker(lanes int) *tracker {
-	return &tracker{lanes: make([]idxQueue, lanes), done: -1}
+	return &tracker{lanes: make([]idxQueue, lanes), done: -1, moved: make(chan struct{})}
 }
 
 // add registers records in shard order; lane[i] is the lane of the record
@@ -77,6 +79,8 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 		return t.doneSeq, false
 	}
 	t.done = low - 1
+	close(t.moved)
+	t.moved = make(chan struct{})
 	i := t.off + int(t.done-t.base)
 	t.doneSeq = t.seqs[i]
 	// Forget the sequence numbers at or below the checkpoint, compacting
@@ -90,6 +94,20 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 		t.seqs, t.off = t.seqs[:k], 0
 	}
 	return t.doneSeq, true
+}
+
+// lead reports whether lane's next record is less than limit records past
+// the checkpoint; when it is not, the channel is closed once the checkpoint
+// moves. The lane that holds the checkpoint back always has lead 0, so
+// waiting on it cannot deadlock.
+func (t *tracker) lead(lane int, limit int64) (bool, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := &t.lanes[lane]
+	if q.len() == 0 || q.front()-(t.done+1) < limit {
+		return true, nil
+	}
+	return false, t.moved
 }
 
 // pending reports how many records were read but are not yet resolved.

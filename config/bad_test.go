@@ -23,6 +23,9 @@ func testEnv(name string) (string, bool) {
 // badConfigs holds the exact problems each testdata/NAME.bad.yaml must
 // produce, in order.
 var badConfigs = map[string][]string{
+	"recursive-alias": {
+		"mappings[0] (line 4): an alias refers to a node that contains it",
+	},
 	"at-timestamp": {
 		"mappings[0].StartingPosition (line 6): AT_TIMESTAMP is supported for Kinesis only; use TRIM_HORIZON or LATEST",
 		"mappings[1].StartingPositionTimestamp (line 8): is required with StartingPosition AT_TIMESTAMP",

@@ -367,3 +367,27 @@ func TestInterpolate(t *testing.T) {
 		})
 	}
 }
+
+func TestAliasExpansionIsBounded(t *testing.T) {
+	// Each level refers to the previous one ten times: 10^7 nodes once expanded.
+	var b strings.Builder
+	b.WriteString("functions:\n  l0: &l0 {http: {url: \"http://x/\"}}\n")
+	for i := 1; i <= 7; i++ {
+		fmt.Fprintf(&b, "  l%d: &l%d {<<: [", i, i)
+		for j := 0; j < 10; j++ {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "*l%d", i-1)
+		}
+		b.WriteString("]}\n")
+	}
+	start := time.Now()
+	_, err := Parse([]byte(b.String()), "laughs.yaml", nil)
+	if err == nil {
+		t.Fatal("parsed")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %v", d)
+	}
+}

@@ -54,12 +54,14 @@ func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*C
 			p.list = append(p.list, &ConfigError{Line: root.Line, Msg: "the top level of " + filename + " must be a mapping of sections (aws, functions, mappings, ...)"})
 			return nil, p.list
 		}
-		w := &walker{p: p, getenv: getenv, nodes: map[int][]leaf{}, keyErrLines: map[int]bool{}, done: map[*yaml.Node]bool{}}
+		w := &walker{p: p, getenv: getenv, nodes: map[int][]leaf{}, keyErrLines: map[int]bool{}, done: map[*yaml.Node]bool{}, active: map[*yaml.Node]bool{}}
 		w.walk(root, reflect.TypeFor[Config](), "")
 		if err := root.Decode(&cfg); err != nil {
 			var te *yaml.TypeError
 			if !errors.As(err, &te) {
-				p.list = append(p.list, &ConfigError{Msg: err.Error()})
+				if !w.recursive {
+					p.list = append(p.list, &ConfigError{Msg: strings.TrimPrefix(err.Error(), "yaml: ")})
+				}
 				return nil, p.list
 			}
 			for _, msg := range te.Errors {
@@ -157,7 +159,14 @@ type walker struct {
 	nodes       map[int][]leaf
 	keyErrLines map[int]bool
 	done        map[*yaml.Node]bool
+	active      map[*yaml.Node]bool
+	visits      int
+	recursive   bool
 }
+
+// maxVisits bounds the nodes the walker visits, aliases expanded: a small
+// file must not expand exponentially.
+const maxVisits = 100000
 
 var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 
@@ -165,6 +174,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 	if n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
+	if !w.enter(n, path) {
+		return
+	}
+	defer delete(w.active, n)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -247,6 +260,10 @@ func (w *walker) merge(v *yaml.Node, t reflect.Type, path string) {
 	if v.Kind == yaml.AliasNode && v.Alias != nil {
 		v = v.Alias
 	}
+	if !w.enter(v, path) {
+		return
+	}
+	defer delete(w.active, v)
 	switch v.Kind {
 	case yaml.MappingNode:
 		w.mapping(v, t, path, nil)
@@ -255,6 +272,27 @@ func (w *walker) merge(v *yaml.Node, t reflect.Type, path string) {
 			w.merge(e, t, path)
 		}
 	}
+}
+
+// enter marks n as being visited; it reports an alias that contains itself
+// and returns false for it.
+func (w *walker) enter(n *yaml.Node, path string) bool {
+	w.visits++
+	if w.visits > maxVisits {
+		if w.visits == maxVisits+1 {
+			w.p.list = append(w.p.list, &ConfigError{Path: path, Line: n.Line, Msg: "the document expands to too many nodes through aliases"})
+		}
+		return false
+	}
+	if w.active[n] {
+		w.recursive = true
+		w.keyErrLines[n.Line] = true
+		w.p.list = append(w.p.list, &ConfigError{Path: path, Line: n.Line, Msg: "an alias refers to a node that contains it"})
+		w.p.bad[path] = true
+		return false
+	}
+	w.active[n] = true
+	return true
 }
 
 func (w *walker) keyError(k *yaml.Node, path, msg string) {

@@ -53,8 +53,16 @@ func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, 
 // appendRaw appends s escaped for use inside a JSON string that is already
 // open.
 func appendRaw(dst []byte, s string) []byte {
-	q := appendString(nil, s)
-	return append(dst, q[1:len(q)-1]...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			n := len(dst)
+			dst = appendString(dst, s)
+			// Drop the quotes appendString added around the value.
+			copy(dst[n:], dst[n+1:len(dst)-1])
+			return dst[:len(dst)-2]
+		}
+	}
+	return append(dst, s...)
 }
 
 // AppendEpochSeconds appends t as epoch seconds with up to millisecond

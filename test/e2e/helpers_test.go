@@ -136,9 +136,65 @@ func lastLines(s string, n int) string {
 
 // call is one invocation the sink received.
 type call struct {
-	At      time.Time
-	Body    []byte
+	At   time.Time
+	Body []byte
+	// Records is the event decoded as Kinesis records (empty for other
+	// sources).
 	Records []events.KinesisEventRecord
+	// Recs is the event's records reduced to what every source has.
+	Recs []rec
+}
+
+// rec is one record of any source: its key (partition key, item key pk,
+// message group), sequence number (messageId for SQS) and data (Kinesis
+// data, the item's "data" attribute, the SQS body).
+type rec struct {
+	Key, Seq, Data string
+}
+
+// decodeRecs reduces an event of any source to recs.
+func decodeRecs(body []byte) ([]rec, error) {
+	var ev struct{ Records []json.RawMessage }
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, err
+	}
+	out := make([]rec, 0, len(ev.Records))
+	for _, raw := range ev.Records {
+		var head struct {
+			EventSource  string `json:"eventSource"`
+			EventSource2 string `json:"EventSource"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return nil, err
+		}
+		switch head.EventSource + head.EventSource2 {
+		case "aws:kinesis":
+			var r events.KinesisEventRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, err
+			}
+			out = append(out, rec{Key: r.Kinesis.PartitionKey, Seq: r.Kinesis.SequenceNumber, Data: string(r.Kinesis.Data)})
+		case "aws:dynamodb":
+			var r events.DynamoDBEventRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, err
+			}
+			img := r.Change.NewImage
+			if img == nil {
+				img = r.Change.OldImage
+			}
+			out = append(out, rec{Key: r.Change.Keys["pk"].String(), Seq: r.Change.SequenceNumber, Data: img["data"].String()})
+		case "aws:sqs":
+			var r events.SQSMessage
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, err
+			}
+			out = append(out, rec{Key: r.Attributes["MessageGroupId"], Seq: r.MessageId, Data: r.Body})
+		default:
+			return nil, fmt.Errorf("unknown eventSource %q", head.EventSource+head.EventSource2)
+		}
+	}
+	return out, nil
 }
 
 // sink is an HTTP function that records every invocation and answers with
@@ -160,12 +216,14 @@ func newSink(t *testing.T, respond func(c call) (int, string)) *sink {
 			http.Error(w, err.Error(), 500)
 			return
 		}
-		var ev events.KinesisEvent
-		if err := json.Unmarshal(body, &ev); err != nil {
+		recs, err := decodeRecs(body)
+		if err != nil {
 			http.Error(w, "bad event: "+err.Error(), 400)
 			return
 		}
-		c := call{At: time.Now(), Body: body, Records: ev.Records}
+		var ev events.KinesisEvent
+		_ = json.Unmarshal(body, &ev)
+		c := call{At: time.Now(), Body: body, Records: ev.Records, Recs: recs}
 		s.mu.Lock()
 		s.calls = append(s.calls, c)
 		s.active++
@@ -209,7 +267,7 @@ func (s *sink) count() int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, c := range s.calls {
-		n += len(c.Records)
+		n += len(c.Recs)
 	}
 	return n
 }
@@ -300,16 +358,23 @@ func receiveAll(t *testing.T, endpoint, url string, want int, timeout time.Durat
 // kinesisYAML renders an esmd configuration with one Kinesis mapping to the
 // sink; extra is indented into the mapping.
 func kinesisYAML(kinesisEP, motoEP, dir, streamARN, sinkURL, extra string) string {
+	eps := "    kinesis: " + kinesisEP + "\n"
+	if motoEP != "" {
+		eps += fmt.Sprintf("    sqs: %s\n    sns: %s\n    s3: %s\n", motoEP, motoEP, motoEP)
+	}
+	return streamYAML(eps, dir, streamARN, sinkURL, extra)
+}
+
+// streamYAML renders an esmd configuration with one stream mapping to the
+// sink; endpoints are the lines under aws.endpoints, extra is indented into
+// the mapping.
+func streamYAML(endpoints, dir, streamARN, sinkURL, extra string) string {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `aws:
   region: us-east-1
   credentials: {accessKeyId: test, secretAccessKey: test}
   endpoints:
-    kinesis: %s
-`, kinesisEP)
-	if motoEP != "" {
-		fmt.Fprintf(&b, "    sqs: %s\n    sns: %s\n    s3: %s\n", motoEP, motoEP, motoEP)
-	}
+%s`, endpoints)
 	fmt.Fprintf(&b, `functions:
   sink:
     http: {url: %q, timeout: 30s}

@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,17 +38,31 @@ type failureRecord struct {
 		ExecutedVersion string `json:"executedVersion"`
 		FunctionError   string `json:"functionError"`
 	} `json:"responseContext"`
-	Version   string `json:"version"`
-	Timestamp string `json:"timestamp"`
-	Batch     struct {
-		ShardID       string `json:"shardId"`
-		StartSeq      string `json:"startSequenceNumber"`
-		EndSeq        string `json:"endSequenceNumber"`
-		FirstArrival  string `json:"approximateArrivalOfFirstRecord"`
-		LastArrival   string `json:"approximateArrivalOfLastRecord"`
-		BatchSize     int    `json:"batchSize"`
-		StreamARN     string `json:"streamArn"`
-	} `json:"KinesisBatchInfo"`
+	Version   string     `json:"version"`
+	Timestamp string     `json:"timestamp"`
+	Batch     *batchInfo `json:"KinesisBatchInfo,omitempty"`
+	DDB       *batchInfo `json:"DDBStreamBatchInfo,omitempty"`
+}
+
+type batchInfo struct {
+	ShardID      string `json:"shardId"`
+	StartSeq     string `json:"startSequenceNumber"`
+	EndSeq       string `json:"endSequenceNumber"`
+	FirstArrival string `json:"approximateArrivalOfFirstRecord"`
+	LastArrival  string `json:"approximateArrivalOfLastRecord"`
+	BatchSize    int    `json:"batchSize"`
+	StreamARN    string `json:"streamArn"`
+}
+
+// info returns the batch info of either source.
+func (f failureRecord) info() batchInfo {
+	if f.Batch != nil {
+		return *f.Batch
+	}
+	if f.DDB != nil {
+		return *f.DDB
+	}
+	return batchInfo{}
 }
 
 func decodeFailure(t *testing.T, body string) failureRecord {
@@ -144,167 +157,6 @@ func checkGolden(t *testing.T, name string, got []byte) {
 	}
 }
 
-func TestKinesisPoisonRecordBisect(t *testing.T) {
-	t.Parallel()
-	ep := servers.KinesisMock(t)
-	moto := servers.Moto(t)
-	name := servers.UniqueName("poison")
-	arn := servers.CreateStream(t, ep, name, 1)
-	qurl, qarn := servers.CreateQueue(t, moto, servers.UniqueName("failures"), nil)
-	var recs []put
-	for i := 0; i < 100; i++ {
-		recs = append(recs, put{Key: fmt.Sprintf("k%d", i%7), Data: []byte(fmt.Sprintf("r%03d", i))})
-	}
-	res := putRecords(t, ep, name, recs)
-	poisonSeq := aws.ToString(res[61].SequenceNumber)
-	s := newSink(t, func(c call) (int, string) {
-		for _, r := range c.Records {
-			if string(r.Kinesis.Data) == "r061" {
-				return 500, ""
-			}
-		}
-		return 200, ""
-	})
-	dir := t.TempDir()
-	cfg := kinesisYAML(ep, moto, dir, arn, s.srv.URL, fmt.Sprintf(`BatchSize: 100
-BisectBatchOnFunctionError: true
-MaximumRetryAttempts: 0
-DestinationConfig: {OnFailure: {Destination: %s}}
-esmd: {pollInterval: 100ms, retryBackoff: {initial: 10ms, max: 50ms}}`, qarn))
-	p := startESMD(t, dir, cfg)
-	bodies := receiveAll(t, moto, qurl, 1, 60*time.Second)
-	if len(bodies) != 1 {
-		t.Fatalf("%d failure records, want 1", len(bodies))
-	}
-	f := decodeFailure(t, bodies[0])
-	if f.Batch.BatchSize != 1 || f.Batch.StartSeq != poisonSeq || f.Batch.EndSeq != poisonSeq ||
-		f.RequestContext.Condition != "RetryAttemptsExhausted" || f.RequestContext.ApproximateInvokeCount != 1 ||
-		f.ResponseContext.FunctionError != "Unhandled" || f.Batch.ShardID != aws.ToString(res[61].ShardId) ||
-		f.Batch.StreamARN != arn || f.Version != "1.0" ||
-		f.RequestContext.FunctionARN != "arn:aws:lambda:us-east-1:000000000000:function:sink" {
-		t.Fatalf("failure record = %+v", f)
-	}
-	// Every other record succeeded exactly once.
-	waitFor(t, 30*time.Second, "all good records", func() bool { return len(succeededOnce(s)) == 99 })
-	ok := succeededOnce(s)
-	for i := 0; i < 100; i++ {
-		d := fmt.Sprintf("r%03d", i)
-		if n := ok[d]; (i == 61 && n != 0) || (i != 61 && n != 1) {
-			t.Errorf("%s succeeded %d times", d, n)
-		}
-	}
-	// The checkpoint passed the end: after a drain and a restart, only a new
-	// record arrives.
-	if code := p.term(30 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0", code)
-	}
-	before := s.count()
-	startESMD(t, dir, cfg)
-	putOne(t, ep, name, "k", []byte("after-restart"))
-	waitFor(t, 30*time.Second, "new record", func() bool { return s.count() > before })
-	time.Sleep(500 * time.Millisecond)
-	calls := s.snapshot()
-	var after []string
-	for _, c := range calls[len(calls)-1:] {
-		for _, r := range c.Records {
-			after = append(after, string(r.Kinesis.Data))
-		}
-	}
-	if s.count() != before+1 || strings.Join(after, ",") != "after-restart" {
-		t.Fatalf("after restart got %v (%d new records), want only after-restart", after, s.count()-before)
-	}
-}
-
-// succeededOnce counts, per record data, the successful calls that held it.
-func succeededOnce(s *sink) map[string]int {
-	out := map[string]int{}
-	for _, c := range s.snapshot() {
-		bad := false
-		for _, r := range c.Records {
-			if string(r.Kinesis.Data) == "r061" {
-				bad = true
-			}
-		}
-		if bad {
-			continue
-		}
-		for _, r := range c.Records {
-			out[string(r.Kinesis.Data)]++
-		}
-	}
-	return out
-}
-
-func TestKinesisRetriesExhaustedWithoutBisect(t *testing.T) {
-	t.Parallel()
-	ep := servers.KinesisMock(t)
-	moto := servers.Moto(t)
-	name := servers.UniqueName("retries")
-	arn := servers.CreateStream(t, ep, name, 1)
-	qurl, qarn := servers.CreateQueue(t, moto, servers.UniqueName("failures"), nil)
-	var recs []put
-	for i := 0; i < 5; i++ {
-		recs = append(recs, put{Key: "k", Data: []byte(fmt.Sprintf("r%d", i))})
-	}
-	res := putRecords(t, ep, name, recs)
-	s := newSink(t, func(c call) (int, string) { return 500, "" })
-	dir := t.TempDir()
-	startESMD(t, dir, kinesisYAML(ep, moto, dir, arn, s.srv.URL, fmt.Sprintf(`BatchSize: 10
-MaximumRetryAttempts: 2
-DestinationConfig: {OnFailure: {Destination: %s}}
-esmd: {pollInterval: 100ms, retryBackoff: {initial: 10ms, max: 50ms}}`, qarn)))
-	bodies := receiveAll(t, moto, qurl, 1, 60*time.Second)
-	if len(bodies) != 1 {
-		t.Fatalf("%d failure records, want 1", len(bodies))
-	}
-	f := decodeFailure(t, bodies[0])
-	if f.RequestContext.ApproximateInvokeCount != 3 || f.Batch.BatchSize != 5 ||
-		f.Batch.StartSeq != aws.ToString(res[0].SequenceNumber) || f.Batch.EndSeq != aws.ToString(res[4].SequenceNumber) ||
-		f.RequestContext.Condition != "RetryAttemptsExhausted" {
-		t.Fatalf("failure record = %+v", f)
-	}
-	if calls := s.snapshot(); len(calls) != 3 {
-		t.Fatalf("%d invocations, want 3", len(calls))
-	}
-}
-
-func TestKinesisReportBatchItemFailures(t *testing.T) {
-	t.Parallel()
-	ep := servers.KinesisMock(t)
-	name := servers.UniqueName("partial")
-	arn := servers.CreateStream(t, ep, name, 1)
-	var recs []put
-	for i := 0; i < 10; i++ {
-		recs = append(recs, put{Key: fmt.Sprintf("k%d", i), Data: []byte(fmt.Sprintf("r%d", i))})
-	}
-	res := putRecords(t, ep, name, recs)
-	var n atomic.Int32
-	s := newSink(t, func(c call) (int, string) {
-		if n.Add(1) == 1 {
-			return 200, fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q},{"itemIdentifier":%q}]}`,
-				aws.ToString(res[8].SequenceNumber), aws.ToString(res[5].SequenceNumber))
-		}
-		return 200, `{"batchItemFailures":[]}`
-	})
-	dir := t.TempDir()
-	startESMD(t, dir, kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 10
-FunctionResponseTypes: [ReportBatchItemFailures]
-esmd: {pollInterval: 100ms, retryBackoff: {initial: 10ms, max: 50ms}}`))
-	waitFor(t, 30*time.Second, "retry", func() bool { return len(s.snapshot()) >= 2 })
-	time.Sleep(300 * time.Millisecond)
-	calls := s.snapshot()
-	if len(calls) != 2 {
-		t.Fatalf("%d invocations, want 2", len(calls))
-	}
-	var got []string
-	for _, r := range calls[1].Records {
-		got = append(got, string(r.Kinesis.Data))
-	}
-	if strings.Join(got, ",") != "r5,r6,r7,r8,r9" {
-		t.Fatalf("retry held %v, want r5..r9", got)
-	}
-}
-
 func TestKinesisMaximumRecordAge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for records to pass the 60 s minimum age")
@@ -326,8 +178,8 @@ esmd: {pollInterval: 100ms, retryBackoff: {initial: 100ms, max: 1s}}`, qarn)))
 		t.Fatalf("%d failure records, want 1", len(bodies))
 	}
 	f := decodeFailure(t, bodies[0])
-	if f.RequestContext.Condition != "RecordAgeExceeded" || f.Batch.BatchSize != 2 ||
-		f.Batch.StartSeq != aws.ToString(res[0].SequenceNumber) || f.RequestContext.ApproximateInvokeCount < 2 {
+	if f.RequestContext.Condition != "RecordAgeExceeded" || f.info().BatchSize != 2 ||
+		f.info().StartSeq != aws.ToString(res[0].SequenceNumber) || f.RequestContext.ApproximateInvokeCount < 2 {
 		t.Fatalf("failure record = %+v", f)
 	}
 }
@@ -395,9 +247,9 @@ func (o *orderCheck) unique() int {
 }
 
 func dataOf(c call) []string {
-	out := make([]string, len(c.Records))
-	for i, r := range c.Records {
-		out[i] = string(r.Kinesis.Data)
+	out := make([]string, len(c.Recs))
+	for i, r := range c.Recs {
+		out[i] = r.Data
 	}
 	return out
 }
@@ -498,86 +350,6 @@ func waitActive(t *testing.T, kc *kinesis.Client, name string) {
 		out, err := kc.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
 		return err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive
 	})
-}
-
-func TestKinesisKillAndRestartLosesNothing(t *testing.T) {
-	t.Parallel()
-	ep := servers.Kinesalite(t)
-	name := servers.UniqueName("kill")
-	arn := servers.CreateStream(t, ep, name, 2)
-	const total = 20_000
-	putRecords(t, ep, name, keyedRecords(100, total))
-	oc := newOrderCheck()
-	s := newSink(t, func(c call) (int, string) {
-		oc.observe(dataOf(c))
-		time.Sleep(time.Millisecond)
-		return 200, ""
-	})
-	dir := t.TempDir()
-	cfg := kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 100
-ParallelizationFactor: 4
-esmd: {pollInterval: 100ms}`)
-	kills := 0
-	for round := 0; round < 3; round++ {
-		p := startESMD(t, dir, cfg)
-		target := oc.unique() + total/5
-		waitFor(t, 2*time.Minute, "progress", func() bool { return oc.unique() >= min(target, total) })
-		if oc.unique() == total {
-			break
-		}
-		p.kill()
-		kills++
-	}
-	startESMD(t, dir, cfg)
-	waitFor(t, 3*time.Minute, "every record", func() bool { return oc.unique() == total })
-	// In flight at a crash: 2 shards x 4 lanes x one batch of 100, plus the
-	// records a lane had buffered; the checkpoint is saved after every batch.
-	bound := kills * 2 * 4 * 100 * 2
-	t.Logf("kill -9 x%d: %d records, %d deliveries, %d duplicates (bound %d)", kills, total, oc.records, oc.dups, bound)
-	if oc.dups > bound {
-		t.Fatalf("%d duplicates, above the bound %d", oc.dups, bound)
-	}
-}
-
-func TestKinesisDrainThenRestartRedeliversNothing(t *testing.T) {
-	t.Parallel()
-	ep := servers.Kinesalite(t)
-	name := servers.UniqueName("drain")
-	arn := servers.CreateStream(t, ep, name, 2)
-	const total = 7000
-	recs := keyedRecords(50, total)
-	putRecords(t, ep, name, recs[:5000])
-	oc := newOrderCheck()
-	s := newSink(t, func(c call) (int, string) {
-		oc.observe(dataOf(c))
-		time.Sleep(2 * time.Millisecond)
-		return 200, ""
-	})
-	dir := t.TempDir()
-	cfg := kinesisYAML(ep, "", dir, arn, s.srv.URL, `BatchSize: 50
-ParallelizationFactor: 2
-esmd: {pollInterval: 100ms}`)
-	p := startESMD(t, dir, cfg)
-	waitFor(t, time.Minute, "progress", func() bool { return oc.unique() >= total/3 })
-	if code := p.term(30 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, want 0", code)
-	}
-	if !strings.Contains(p.log(), "mapping drained") {
-		t.Fatalf("no drain in the log")
-	}
-	atDrain := oc.records
-	// Records written while esmd is down arrive after the restart, and
-	// nothing from before the drain comes again.
-	putRecords(t, ep, name, recs[5000:])
-	startESMD(t, dir, cfg)
-	waitFor(t, 2*time.Minute, "every record", func() bool { return oc.unique() == total })
-	t.Logf("drained after %d deliveries; %d records in all, %d duplicates", atDrain, total, oc.dups)
-	if oc.dups != 0 {
-		t.Fatalf("%d records re-delivered after a drain", oc.dups)
-	}
-	if len(oc.violations) > 0 {
-		t.Fatalf("order: %v", oc.violations)
-	}
 }
 
 func TestKinesisEnhancedFanOut(t *testing.T) {

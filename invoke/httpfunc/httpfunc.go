@@ -160,11 +160,8 @@ func redact(u *url.URL) string {
 var defaultClient = sync.OnceValue(func() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
-			Proxy: http.ProxyFromEnvironment,
-			DialContext: (&net.Dialer{
-				Timeout:   10 * time.Second,
-				KeepAlive: 30 * time.Second,
-			}).DialContext,
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialPooled,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConns:          1024,
 			MaxIdleConnsPerHost:   256, // 10 lanes × many shards invoking one host
@@ -177,6 +174,34 @@ var defaultClient = sync.OnceValue(func() *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 })
+
+var dialer = &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+
+// dialPooled dials a connection that copies request bodies through a pooled
+// buffer. net/http writes a body of known length through an io.LimitReader,
+// which hides the payload's WriteTo, so a plain TCP connection would copy it
+// through a new 32 KB buffer on every request.
+func dialPooled(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return pooledConn{c}, nil
+}
+
+type pooledConn struct{ net.Conn }
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// ReadFrom copies r to the connection through a pooled buffer.
+func (c pooledConn) ReadFrom(r io.Reader) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	return io.CopyBuffer(writeOnly{c.Conn}, r, *bp)
+}
+
+// writeOnly hides the connection's own ReadFrom from io.CopyBuffer.
+type writeOnly struct{ io.Writer }
 
 // errTimedOut is the cause of the context of an invocation that ran out of
 // time.

@@ -264,7 +264,7 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 		_ = resp.Body.Close()
 	}
 	if err != nil && !errors.Is(err, errTooLarge) {
-		return nil, inv.transportError(ctx, cctx, connected.Load(), id, err)
+		return nil, inv.transportError(ctx, cctx, connected.Load(), id, deadline.Sub(start), err)
 	}
 	out, ierr := inv.outcome(resp, body, errors.Is(err, errTooLarge))
 	if inv.log.Enabled(ctx, slog.LevelDebug) {
@@ -278,7 +278,7 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 }
 
 // transportError classifies an error that came before a whole response.
-func (inv *Invoker) transportError(ctx, cctx context.Context, connected bool, id string, err error) error {
+func (inv *Invoker) transportError(ctx, cctx context.Context, connected bool, id string, allowed time.Duration, err error) error {
 	// A *url.Error repeats the URL, query and all; name the function instead.
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -294,7 +294,7 @@ func (inv *Invoker) transportError(ctx, cctx context.Context, connected bool, id
 		return &mapping.FunctionError{
 			Kind:    "Unhandled",
 			Type:    "Sandbox.Timedout",
-			Message: fmt.Sprintf("Task timed out after %.2f seconds", inv.timeout.Seconds()),
+			Message: fmt.Sprintf("Task timed out after %.2f seconds", allowed.Seconds()),
 			Timeout: true,
 		}
 	}

@@ -379,4 +379,3 @@ esmd: {pollInterval: 100ms}`)
 		}
 	})
 }
-

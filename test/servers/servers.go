@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -300,7 +301,7 @@ func startProc(p proc) error {
 	// Own process group so Main can kill the server and its children; the
 	// kernel kills it too if the test binary dies without running Main.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		logf.Close()
 		return fmt.Errorf("%s: start %s: %w", p.name, p.path, err)
 	}
@@ -354,6 +355,34 @@ func startProc(p proc) error {
 			}
 		}
 	}
+}
+
+var (
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+)
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+// spawn starts cmd from one OS thread that lives as long as the test binary.
+// Pdeathsig fires when the thread that started the child exits, not the
+// process, so children must not be started from an arbitrary thread.
+func spawn(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread never exits
+			for r := range spawnReqs {
+				r.done <- r.cmd.Start()
+			}
+		}()
+	})
+	r := spawnReq{cmd: cmd, done: make(chan error, 1)}
+	spawnReqs <- r
+	return <-r.done
 }
 
 // startWithRetry retries start a few times when it fails, since a port from

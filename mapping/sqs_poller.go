@@ -1,0 +1,417 @@
+package mapping
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/google/uuid"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// sqsPoller is one of an SQS mapping's pollers: it assembles a batch,
+// invokes the function with it (one invocation per message group for FIFO),
+// settles the outcome with the queue, and starts over. It is used by one
+// goroutine.
+type sqsPoller struct {
+	r *SQSRunner
+	// carry holds messages received beyond the last batch's 6 MB cut; they
+	// open the next batch.
+	carry []event.Record
+	bo    *backoff.ExponentialBackOff
+}
+
+// run loops until the mapping drains or stops, the pool shrinks, or the
+// queue is gone (its error). Receives run under rctx, the rest under ctx.
+func (p *sqsPoller) run(ctx, rctx context.Context) error {
+	r := p.r
+	p.bo = backoff.NewExponentialBackOff()
+	p.bo.InitialInterval = r.cfg.RetryInitial
+	p.bo.MaxInterval = r.cfg.RetryMax
+	p.bo.MaxElapsedTime = 0
+	retired := false
+	defer func() {
+		if !retired {
+			r.live.Add(-1)
+		}
+		p.release(ctx)
+	}()
+	failing := false
+	for {
+		if ctx.Err() != nil || r.isDraining() {
+			return nil
+		}
+		if r.retire() {
+			retired = true
+			return nil
+		}
+		batch, err := p.assemble(rctx)
+		if len(batch) > 0 {
+			p.process(ctx, batch)
+		}
+		switch {
+		case err == nil:
+			if failing {
+				r.log.Info("receiving recovered")
+				failing = false
+			}
+			p.bo.Reset()
+		case rctx.Err() != nil:
+			// Draining or stopping: the loop's top decides.
+		case errors.Is(err, ErrSourceGone):
+			return err
+		default:
+			if !failing {
+				r.log.Warn("receive failed; retrying", "err", err)
+				failing = true
+			}
+			sleepCtx(rctx, p.bo.NextBackOff())
+		}
+	}
+}
+
+// sleepCtx waits d; it returns false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// release makes the messages the poller still holds visible again, so that
+// another poller (or esmd after a restart) takes them at once.
+func (p *sqsPoller) release(ctx context.Context) {
+	if len(p.carry) == 0 || ctx.Err() != nil {
+		return
+	}
+	if err := p.r.deps.Queue.SetVisibility(ctx, p.carry, 0); err != nil {
+		p.r.log.Warn("releasing received messages failed; they reappear after their visibility timeout", "messages", len(p.carry), "err", err)
+	}
+	p.carry = nil
+}
+
+// assemble receives until it holds BatchSize messages, the batch window
+// (which opens with the batch's first message) has passed, or the event
+// would exceed MaxPayload; without a window, one receive that returns
+// messages makes the batch. It returns the batch, possibly empty after an
+// empty long poll, and keeps what lies past the payload cut for the next
+// one. On a receive error it returns what it holds with the error.
+func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
+	r := p.r
+	cfg := &r.cfg
+	buf := p.carry
+	p.carry = nil
+	size := event.EventSize(buf)
+	var deadline time.Time
+	if len(buf) > 0 && cfg.BatchWindow > 0 {
+		deadline = time.Now().Add(cfg.BatchWindow)
+	}
+	for len(buf) < cfg.BatchSize && size <= cfg.MaxPayload {
+		wait := cfg.WaitTime
+		if len(buf) > 0 {
+			if cfg.BatchWindow <= 0 {
+				break
+			}
+			rem := time.Until(deadline)
+			if rem <= 0 {
+				break
+			}
+			wait = min(wait, rem.Truncate(time.Second))
+		}
+		recs, err := r.deps.Queue.Receive(ctx, min(10, cfg.BatchSize-len(buf)), wait)
+		r.stats.Polls.Add(1)
+		if err != nil {
+			return p.cut(buf), err
+		}
+		if len(recs) == 0 {
+			r.emptyPolls.Add(1)
+			if len(buf) == 0 || wait <= 0 {
+				break
+			}
+			continue
+		}
+		r.fullPolls.Add(1)
+		r.stats.PolledEvents.Add(int64(len(recs)))
+		if len(buf) == 0 && cfg.BatchWindow > 0 {
+			deadline = time.Now().Add(cfg.BatchWindow)
+		}
+		for i := range recs {
+			size += event.AddedSize(len(buf)+i, len(recs[i].JSON))
+		}
+		buf = append(buf, recs...)
+	}
+	return p.cut(buf), nil
+}
+
+// cut returns the longest prefix of buf that fits MaxPayload (at least one
+// message: no SQS message reaches 6 MB) and carries the rest over.
+func (p *sqsPoller) cut(buf []event.Record) []event.Record {
+	max := p.r.cfg.MaxPayload
+	size := event.Overhead
+	for i := range buf {
+		size += event.AddedSize(i, len(buf[i].JSON))
+		if size > max && i > 0 {
+			p.carry = append([]event.Record(nil), buf[i:]...)
+			return buf[:i]
+		}
+	}
+	return buf
+}
+
+// process invokes the function with batch and settles the outcome. A FIFO
+// batch is split by message group, in order; the groups run concurrently,
+// each after any other batch of the same group. When a group fails, the
+// messages of it that were carried over are returned too, so that nothing
+// of the group passes the failure.
+func (p *sqsPoller) process(ctx context.Context, batch []event.Record) {
+	if !p.r.cfg.FIFO {
+		p.settle(ctx, batch, "")
+		return
+	}
+	var order []string
+	groups := map[string][]event.Record{}
+	for _, rec := range batch {
+		if _, ok := groups[rec.Key]; !ok {
+			order = append(order, rec.Key)
+		}
+		groups[rec.Key] = append(groups[rec.Key], rec)
+	}
+	failed := map[string]bool{}
+	if len(order) == 1 {
+		failed[order[0]] = p.settle(ctx, batch, order[0])
+	} else {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, g := range order {
+			wg.Go(func() {
+				f := p.settle(ctx, groups[g], g)
+				mu.Lock()
+				failed[g] = f
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	}
+	if len(p.carry) == 0 {
+		return
+	}
+	var keep, back []event.Record
+	for _, rec := range p.carry {
+		if failed[rec.Key] {
+			back = append(back, rec)
+		} else {
+			keep = append(keep, rec)
+		}
+	}
+	p.carry = keep
+	if len(back) > 0 && ctx.Err() == nil {
+		p.giveBack(ctx, back)
+	}
+}
+
+// settle invokes the function with recs (one message group's messages, for
+// FIFO), then deletes the messages that succeeded and returns the rest to
+// the queue. It reports that some message was returned.
+func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group string) (failed bool) {
+	r := p.r
+	cfg := &r.cfg
+	if cfg.FIFO {
+		if !r.groups.lock(ctx, group) {
+			return true
+		}
+		defer r.groups.unlock(group)
+	}
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return true
+	}
+	stop := p.heartbeat(ctx, recs)
+	resp, err := p.invoke(ctx, recs)
+	stop()
+	<-r.slots
+	if ctx.Err() != nil {
+		return true // hard stop: everything reappears after its timeout
+	}
+
+	ok, back := recs, []event.Record(nil)
+	if err == nil && cfg.ReportBatchItemFailures {
+		var perr error
+		ok, back, perr = splitPartial(resp.Body, recs, cfg.FIFO)
+		if perr != nil {
+			err = &FunctionError{Kind: "Unhandled", Type: "PartialBatchResponseError", Message: perr.Error(),
+				StatusCode: resp.StatusCode, ExecutedVersion: resp.ExecutedVersion}
+		}
+	}
+	var fe *FunctionError
+	var te *ThrottleError
+	switch {
+	case err == nil:
+		if len(back) > 0 {
+			r.log.Warn("function reported failed messages", "failed", len(back), "succeeded", len(ok), "group", group)
+		}
+	case errors.As(err, &fe):
+		r.stats.FunctionErrors.Add(1)
+		if fe.Timeout {
+			r.stats.Timeouts.Add(1)
+		}
+		if !cfg.ReportBatchItemFailures {
+			// With partial responses on, Lambda keeps polling at the same
+			// rate when invocations fail.
+			r.failures.Add(1)
+		}
+		r.log.Warn("function error; the batch returns to the queue", "err", err, "messages", len(recs), "group", group)
+	case errors.As(err, &te):
+		r.stats.Throttles.Add(1)
+		r.failures.Add(1)
+		r.log.Warn("function throttled; the batch returns to the queue", "err", err, "messages", len(recs), "group", group)
+	default:
+		r.stats.InvokeErrors.Add(1)
+		r.failures.Add(1)
+		r.log.Warn("invoke failed; the batch returns to the queue", "err", err, "messages", len(recs), "group", group)
+	}
+	if err != nil {
+		ok, back = nil, recs
+	}
+	if len(back) > 0 {
+		r.stats.FailedInvokeEvents.Add(int64(len(recs)))
+		p.giveBack(ctx, back)
+	}
+	if len(ok) > 0 {
+		n, derr := r.deps.Queue.Delete(ctx, ok)
+		r.stats.DeletedEvents.Add(int64(n))
+		if derr != nil {
+			r.stats.DeleteFailures.Add(int64(len(ok) - n))
+			r.log.Warn("deleting processed messages failed; they will be delivered again", "failed", len(ok)-n, "err", derr)
+		}
+	}
+	return len(back) > 0
+}
+
+// splitPartial reads a partial batch response: the messages it names
+// return, the others are done. For FIFO, the first failed message and every
+// later one of the group return. A malformed response is an error (the whole
+// batch fails), as with streams.
+func splitPartial(body []byte, recs []event.Record, fifo bool) (ok, back []event.Record, err error) {
+	k, err := firstFailed(body, recs)
+	if err != nil {
+		return nil, recs, err
+	}
+	if k == len(recs) {
+		return recs, nil, nil
+	}
+	if fifo {
+		return recs[:k], recs[k:], nil
+	}
+	// firstFailed validated every identifier; collect them.
+	var resp struct {
+		BatchItemFailures []batchItemFailure `json:"batchItemFailures"`
+	}
+	if err := json.Unmarshal(body, &resp); err != nil {
+		return nil, recs, err
+	}
+	ids := make(map[string]bool, len(resp.BatchItemFailures))
+	for _, f := range resp.BatchItemFailures {
+		ids[*f.ItemIdentifier] = true
+	}
+	ok = make([]event.Record, 0, len(recs)-len(ids))
+	for _, rec := range recs {
+		if ids[rec.ID] {
+			back = append(back, rec)
+		} else {
+			ok = append(ok, rec)
+		}
+	}
+	return ok, back, nil
+}
+
+// giveBack leaves recs to reappear: after visibilityOnError when it is set,
+// else after the queue's visibility timeout.
+func (p *sqsPoller) giveBack(ctx context.Context, recs []event.Record) {
+	r := p.r
+	r.stats.ReturnedEvents.Add(int64(len(recs)))
+	v := r.cfg.VisibilityOnError
+	if v == nil {
+		return
+	}
+	if err := r.deps.Queue.SetVisibility(ctx, recs, *v); err != nil {
+		r.log.Warn("setting visibilityOnError failed; the messages reappear after the queue's visibility timeout", "messages", len(recs), "err", err)
+	}
+}
+
+// heartbeat keeps recs invisible while their batch is invoked, when the
+// heartbeat is on: every interval it sets their visibility to the queue's
+// timeout again. The returned func stops it and waits for it.
+func (p *sqsPoller) heartbeat(ctx context.Context, recs []event.Record) func() {
+	r := p.r
+	if !r.cfg.Heartbeat || r.visibility <= 0 {
+		return func() {}
+	}
+	every := r.cfg.HeartbeatInterval
+	if every <= 0 {
+		every = r.visibility / 3
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if err := r.deps.Queue.SetVisibility(ctx, recs, r.visibility); err != nil && ctx.Err() == nil {
+					r.log.Warn("visibility heartbeat failed", "messages", len(recs), "err", err)
+				}
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+	}
+}
+
+// invoke sends recs to the function once.
+func (p *sqsPoller) invoke(ctx context.Context, recs []event.Record) (*Response, error) {
+	r := p.r
+	cfg := &r.cfg
+	req := &Request{
+		Payload:   event.AppendEvent(make([]byte, 0, event.EventSize(recs)), recs),
+		RequestID: uuid.NewString(),
+		Mapping:   cfg.Name,
+		Attempt:   1,
+	}
+	ictx := ctx
+	if cfg.InvokeTimeout > 0 {
+		req.Deadline = time.Now().Add(cfg.InvokeTimeout)
+		var cancel context.CancelFunc
+		// The invoker enforces the timeout; the engine waits a little longer
+		// so that the invoker can report it as a function error.
+		ictx, cancel = context.WithDeadline(ctx, req.Deadline.Add(time.Second))
+		defer cancel()
+	}
+	r.stats.Invocations.Add(1)
+	r.stats.InvokedEvents.Add(int64(len(recs)))
+	if !recs[0].Arrival.IsZero() {
+		r.stats.IteratorAgeMillis.Store(time.Since(recs[0].Arrival).Milliseconds())
+	}
+	r.stats.LanesBusy.Add(1)
+	resp, err := r.deps.Invoker.Invoke(ictx, req)
+	r.stats.LanesBusy.Add(-1)
+	r.noteResult(err)
+	r.log.Debug("invoked", "request_id", req.RequestID, "messages", len(recs), "bytes", len(req.Payload), "err", err)
+	return resp, err
+}

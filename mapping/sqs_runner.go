@@ -1,0 +1,295 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// SQSRunner runs one SQS mapping: a pool of pollers that receive batches,
+// invoke the function with each, and delete what succeeded. The pool starts
+// at InitialConcurrency pollers, grows while messages keep arriving and
+// shrinks when the queue is empty or the function fails, within
+// MaxConcurrency.
+//
+// Run blocks until the mapping stops. Drain asks it to stop softly. Stats and
+// the status methods may be called concurrently with both.
+type SQSRunner struct {
+	cfg   SQSConfig
+	deps  SQSDeps
+	log   *slog.Logger
+	stats SQSStats
+
+	drainC    chan struct{}
+	drainOnce sync.Once
+	done      chan struct{}
+	running   atomic.Bool
+
+	mu         sync.Mutex
+	lastResult string
+
+	// target is the number of pollers wanted; live the number running.
+	// A poller retires when live exceeds target.
+	target atomic.Int64
+	live   atomic.Int64
+	// Signals gathered between scale ticks.
+	fullPolls  atomic.Int64 // receives that returned messages
+	emptyPolls atomic.Int64 // receives that returned none
+	failures   atomic.Int64 // failed invocations that call for backing off
+
+	// slots bounds the invocations in flight to MaxConcurrency (FIFO
+	// pollers may run one per message group).
+	slots  chan struct{}
+	groups groupLocks
+	// visibility is the queue's visibility timeout, read once at start when
+	// the heartbeat is on.
+	visibility time.Duration
+}
+
+// NewSQSRunner checks cfg and deps and returns an SQSRunner; it starts
+// nothing.
+func NewSQSRunner(cfg SQSConfig, deps SQSDeps) (*SQSRunner, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(deps); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &SQSRunner{
+		cfg:        cfg,
+		deps:       deps,
+		log:        deps.Logger.With("mapping", cfg.Name, "source", "sqs"),
+		drainC:     make(chan struct{}),
+		done:       make(chan struct{}),
+		lastResult: "No records processed",
+		slots:      make(chan struct{}, cfg.MaxConcurrency),
+		groups:     groupLocks{m: map[string]chan struct{}{}},
+	}, nil
+}
+
+// Stats returns the mapping's live counters common to every source.
+func (r *SQSRunner) Stats() *Stats { return &r.stats.Stats }
+
+// SQSStats returns all of the mapping's live counters.
+func (r *SQSRunner) SQSStats() *SQSStats { return &r.stats }
+
+// Config returns the mapping's effective settings.
+func (r *SQSRunner) Config() SQSConfig { return r.cfg }
+
+// LastProcessingResult returns AWS's LastProcessingResult text: "No records
+// processed", "OK" or "PROBLEM: Function call failed".
+func (r *SQSRunner) LastProcessingResult() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lastResult
+}
+
+func (r *SQSRunner) noteResult(err error) {
+	res := "OK"
+	if err != nil {
+		res = "PROBLEM: Function call failed"
+	}
+	r.mu.Lock()
+	r.lastResult = res
+	r.mu.Unlock()
+}
+
+func (r *SQSRunner) isDraining() bool {
+	select {
+	case <-r.drainC:
+		return true
+	default:
+		return false
+	}
+}
+
+// Drain stops the mapping softly: pollers stop receiving (an open long poll
+// is abandoned), invoke what they already received, delete what succeeded,
+// make what they hold unsent visible again, and exit. Drain waits until Run
+// returns or ctx ends, and may be called more than once.
+func (r *SQSRunner) Drain(ctx context.Context) error {
+	r.drainOnce.Do(func() { close(r.drainC) })
+	if !r.running.Load() {
+		return nil
+	}
+	select {
+	case <-r.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("mapping %s: drain: %w", r.cfg.Name, ctx.Err())
+	}
+}
+
+// Run polls the queue until Drain completes (it returns nil), ctx is
+// cancelled (a hard stop: it returns ctx.Err() once every poller has
+// stopped; messages in flight reappear after their visibility timeout), or
+// the queue is gone (an error wrapping ErrSourceGone).
+func (r *SQSRunner) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("mapping %s: already running", r.cfg.Name)
+	}
+	defer close(r.done)
+	if r.cfg.Heartbeat {
+		vt, err := r.deps.Queue.VisibilityTimeout(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("mapping %s: read visibility timeout: %w", r.cfg.Name, err)
+		}
+		r.visibility = vt
+	}
+	r.log.Info("mapping started", "batch_size", r.cfg.BatchSize, "fifo", r.cfg.FIFO,
+		"max_concurrency", r.cfg.MaxConcurrency, "heartbeat", r.cfg.Heartbeat)
+
+	// Invocations and deletes run under pctx, which only a hard stop ends;
+	// receives run under rctx, which a drain ends too.
+	pctx, cancelPollers := context.WithCancel(ctx)
+	defer cancelPollers()
+	rctx, cancelReceives := context.WithCancel(pctx)
+	defer cancelReceives()
+
+	exits := make(chan error)
+	pollers := 0
+	start := func(n int) {
+		for ; n > 0; n-- {
+			pollers++
+			r.live.Add(1)
+			p := &sqsPoller{r: r}
+			go func() { exits <- p.run(pctx, rctx) }()
+		}
+		r.noteConcurrency()
+	}
+	r.target.Store(int64(r.cfg.InitialConcurrency))
+	start(r.cfg.InitialConcurrency)
+
+	tick := time.NewTicker(r.cfg.ScaleInterval)
+	defer tick.Stop()
+	drainC, ctxDone := r.drainC, ctx.Done()
+	var fatal error
+	for pollers > 0 {
+		select {
+		case err := <-exits:
+			pollers--
+			r.noteConcurrency()
+			if errors.Is(err, ErrSourceGone) && fatal == nil {
+				r.log.Error("event source is gone; the mapping stops", "err", err)
+				fatal = err
+				cancelPollers()
+			}
+		case <-tick.C:
+			if drainC == nil || fatal != nil || ctx.Err() != nil {
+				continue
+			}
+			if n := r.rescale(); n > 0 {
+				start(n)
+			}
+		case <-drainC:
+			r.log.Info("mapping draining", "pollers", pollers)
+			drainC = nil
+			cancelReceives()
+		case <-ctxDone:
+			// Pollers see pctx end and exit.
+			ctxDone = nil
+		}
+	}
+	r.stats.Concurrency.Store(0)
+	switch {
+	case fatal != nil:
+		return fmt.Errorf("mapping %s: %w", r.cfg.Name, fatal)
+	case ctx.Err() != nil:
+		r.log.Info("mapping stopped")
+		return ctx.Err()
+	}
+	r.log.Info("mapping drained")
+	return nil
+}
+
+func (r *SQSRunner) noteConcurrency() {
+	n := r.live.Load()
+	r.stats.Concurrency.Store(n)
+	for {
+		p := r.stats.PeakConcurrency.Load()
+		if n <= p || r.stats.PeakConcurrency.CompareAndSwap(p, n) {
+			return
+		}
+	}
+}
+
+// rescale sets the poller target from what happened since the last tick and
+// returns how many pollers to start. Like Lambda: fewer after failed or
+// throttled invocations (halved, down to MinConcurrency) and after empty
+// receives (one fewer per empty long poll); more, by up to
+// ScaleUpPerMinute a minute, while every receive returns messages.
+func (r *SQSRunner) rescale() int {
+	full, empty, failed := r.fullPolls.Swap(0), r.emptyPolls.Swap(0), r.failures.Swap(0)
+	t := r.target.Load()
+	floor, ceil := int64(r.cfg.MinConcurrency), int64(r.cfg.MaxConcurrency)
+	next := t
+	switch {
+	case failed > 0:
+		next = max(floor, t/2)
+	case full == 0 && empty > 0:
+		next = max(floor, t-empty)
+	case full > 0 && empty == 0 && r.live.Load() >= t:
+		next = min(ceil, t+int64(r.cfg.scaleStep()))
+	}
+	if next != t {
+		r.target.Store(next)
+		r.log.Debug("concurrency changed", "from", t, "to", next, "full_polls", full, "empty_polls", empty, "failures", failed)
+	}
+	return int(max(0, next-r.live.Load()))
+}
+
+// retire reports that the calling poller should stop because there are more
+// pollers than wanted; when it says so, it has already counted the poller
+// out.
+func (r *SQSRunner) retire() bool {
+	for {
+		n := r.live.Load()
+		if n <= r.target.Load() {
+			return false
+		}
+		if r.live.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// groupLocks lets one batch per FIFO message group be in flight.
+type groupLocks struct {
+	mu sync.Mutex
+	m  map[string]chan struct{}
+}
+
+// lock waits until no other batch of group is in flight and takes the
+// group. It returns false when ctx ends first.
+func (g *groupLocks) lock(ctx context.Context, group string) bool {
+	for {
+		g.mu.Lock()
+		held, ok := g.m[group]
+		if !ok {
+			g.m[group] = make(chan struct{})
+			g.mu.Unlock()
+			return true
+		}
+		g.mu.Unlock()
+		select {
+		case <-held:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (g *groupLocks) unlock(group string) {
+	g.mu.Lock()
+	close(g.m[group])
+	delete(g.m, group)
+	g.mu.Unlock()
+}

@@ -1,0 +1,514 @@
+package mapping
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+)
+
+// startSQS runs an SQSRunner on q and f in the current synctest bubble and
+// returns it with a channel that gets Run's result.
+func startSQS(t *testing.T, ctx context.Context, cfg SQSConfig, q *fakeQueue, f *fakeFunc) (*SQSRunner, <-chan error) {
+	t.Helper()
+	if cfg.Name == "" {
+		cfg.Name = "m"
+	}
+	cfg.FIFO = q.fifo
+	r, err := NewSQSRunner(cfg, SQSDeps{Queue: q, Invoker: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	return r, done
+}
+
+func drain(t *testing.T, r *SQSRunner, done <-chan error) {
+	t.Helper()
+	if err := r.Drain(t.Context()); err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run after drain: %v", err)
+	}
+}
+
+func bodiesN(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return out
+}
+
+func TestSQSDeletesSucceededBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(false, 30*time.Second)
+		q.send("", bodiesN("b", 95)...)
+		f := newFakeFunc(nil)
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10}, q, f)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		for b, n := range f.bodies() {
+			if n != 1 {
+				t.Errorf("%s delivered %d times", b, n)
+			}
+		}
+		if len(f.bodies()) != 95 || q.remaining() != 0 {
+			t.Fatalf("%d distinct delivered, %d left in the queue; want 95 and 0", len(f.bodies()), q.remaining())
+		}
+		for _, c := range f.snapshot() {
+			if len(c) > 10 {
+				t.Fatalf("batch of %d, want at most 10", len(c))
+			}
+		}
+		st := r.SQSStats()
+		if st.DeletedEvents.Load() != 95 || st.PolledEvents.Load() != 95 || st.InvokedEvents.Load() != 95 || st.ReturnedEvents.Load() != 0 {
+			t.Fatalf("deleted %d polled %d invoked %d returned %d", st.DeletedEvents.Load(), st.PolledEvents.Load(), st.InvokedEvents.Load(), st.ReturnedEvents.Load())
+		}
+		if r.LastProcessingResult() != "OK" {
+			t.Fatalf("LastProcessingResult %q", r.LastProcessingResult())
+		}
+		drain(t, r, done)
+	})
+}
+
+func TestSQSBatchWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(false, 30*time.Second)
+		q.send("", bodiesN("w", 25)...)
+		f := newFakeFunc(nil)
+		start := time.Now()
+		var at time.Time
+		f.handle = func([]events.SQSMessage) (*Response, error) { at = time.Now(); return okResponse(""), nil }
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 100, BatchWindow: 2 * time.Second, MaxConcurrency: 1}, q, f)
+		time.Sleep(1900 * time.Millisecond)
+		if n := len(f.snapshot()); n != 0 {
+			t.Fatalf("%d invocations before the window closed", n)
+		}
+		time.Sleep(200 * time.Millisecond)
+		calls := f.snapshot()
+		if len(calls) != 1 || len(calls[0]) != 25 || at.Sub(start) != 2*time.Second {
+			t.Fatalf("%d invocations (first of %d) at %s; want one of 25 at 2s", len(calls), len(calls[0]), at.Sub(start))
+		}
+		drain(t, r, done)
+	})
+}
+
+func TestSQSPayloadCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(false, 30*time.Second)
+		for i := range 10 {
+			q.send("", fmt.Sprintf("%02d", i)+strings.Repeat("x", 300))
+		}
+		f := newFakeFunc(nil)
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxPayload: 2000, MaxConcurrency: 1}, q, f)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		calls := f.snapshot()
+		var order []string
+		for _, c := range calls {
+			if len(c) > 4 {
+				t.Fatalf("batch of %d messages of ~700 bytes exceeds 2000 bytes", len(c))
+			}
+			for _, m := range c {
+				order = append(order, m.Body[:2])
+			}
+		}
+		want := []string{"00", "01", "02", "03", "04", "05", "06", "07", "08", "09"}
+		if !slices.Equal(order, want) || q.remaining() != 0 {
+			t.Fatalf("delivered %v in %d batches, %d left; want each once, in order", order, len(calls), q.remaining())
+		}
+		drain(t, r, done)
+	})
+}
+
+func TestSQSFailedBatchReturns(t *testing.T) {
+	zero := time.Duration(0)
+	cases := []struct {
+		name    string
+		vis     *time.Duration
+		err     error
+		back    time.Duration // when the batch is delivered again
+		failure func(st *SQSStats) int64
+	}{
+		{name: "function error", err: &FunctionError{Kind: "Unhandled"}, back: 30 * time.Second, failure: func(st *SQSStats) int64 { return st.FunctionErrors.Load() }},
+		{name: "throttle", err: &ThrottleError{StatusCode: 429}, back: 30 * time.Second, failure: func(st *SQSStats) int64 { return st.Throttles.Load() }},
+		{name: "invoke error", err: errors.New("connection refused"), back: 30 * time.Second, failure: func(st *SQSStats) int64 { return st.InvokeErrors.Load() }},
+		{name: "visibilityOnError 0", vis: &zero, err: &FunctionError{Kind: "Unhandled"}, back: 0, failure: func(st *SQSStats) int64 { return st.FunctionErrors.Load() }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newFakeQueue(false, 30*time.Second)
+				q.send("", bodiesN("f", 10)...)
+				start := time.Now()
+				var mu sync.Mutex
+				var times []time.Duration
+				f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					times = append(times, time.Since(start))
+					if len(times) == 1 {
+						return nil, tc.err
+					}
+					for _, m := range ms {
+						if m.Attributes["ApproximateReceiveCount"] != "2" {
+							t.Errorf("redelivered %s with receive count %s", m.Body, m.Attributes["ApproximateReceiveCount"])
+						}
+					}
+					return okResponse(""), nil
+				})
+				r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxConcurrency: 2, VisibilityOnError: tc.vis}, q, f)
+				st := r.SQSStats()
+				if tc.back > 0 {
+					time.Sleep(time.Second)
+					if st.DeletedEvents.Load() != 0 || st.ReturnedEvents.Load() != 10 || tc.failure(st) != 1 || q.remaining() != 10 {
+						t.Fatalf("after the failure: deleted %d returned %d failures %d remaining %d", st.DeletedEvents.Load(), st.ReturnedEvents.Load(), tc.failure(st), q.remaining())
+					}
+				} else {
+					synctest.Wait()
+					q.mu.Lock()
+					calls := slices.Clone(q.setVis)
+					q.mu.Unlock()
+					if len(calls) != 1 || len(calls[0].ids) != 10 || calls[0].timeout != 0 || tc.failure(st) != 1 {
+						t.Fatalf("visibility changes %+v, failures %d; want one of the 10 messages to 0", calls, tc.failure(st))
+					}
+				}
+				if tc.back > 0 && r.LastProcessingResult() != "PROBLEM: Function call failed" {
+					t.Fatalf("LastProcessingResult %q", r.LastProcessingResult())
+				}
+				time.Sleep(tc.back + time.Second)
+				synctest.Wait()
+				mu.Lock()
+				got := slices.Clone(times)
+				mu.Unlock()
+				if len(got) != 2 || got[1] < tc.back || got[1] > tc.back+200*time.Millisecond {
+					t.Fatalf("invocations at %v; want a second one at %s", got, tc.back)
+				}
+				if q.remaining() != 0 || st.DeletedEvents.Load() != 10 {
+					t.Fatalf("%d left, %d deleted", q.remaining(), st.DeletedEvents.Load())
+				}
+				drain(t, r, done)
+			})
+		})
+	}
+}
+
+func TestSQSPartialBatchResponse(t *testing.T) {
+	cases := []struct {
+		name     string
+		fifo     bool
+		response string
+		want     []string // message bodies that return
+	}{
+		{name: "two reported", response: `{"batchItemFailures":[{"itemIdentifier":"m00003"},{"itemIdentifier":"m00006"}]}`, want: []string{"p002", "p005"}},
+		{name: "none reported", response: `{"batchItemFailures":[]}`},
+		{name: "null list", response: `{"batchItemFailures":null}`},
+		{name: "empty body", response: ``},
+		{name: "unknown identifier", response: `{"batchItemFailures":[{"itemIdentifier":"nope"}]}`, want: bodiesN("p", 8)},
+		{name: "empty identifier", response: `{"batchItemFailures":[{"itemIdentifier":""}]}`, want: bodiesN("p", 8)},
+		{name: "misspelled key", response: `{"batchItemFailures":[{"itemId":"m00001"}]}`, want: bodiesN("p", 8)},
+		{name: "fifo returns the rest of the group", fifo: true, response: `{"batchItemFailures":[{"itemIdentifier":"m00006"}]}`, want: []string{"p005", "p006", "p007"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newFakeQueue(tc.fifo, 30*time.Second)
+				q.send("g", bodiesN("p", 8)...)
+				var once sync.Once
+				f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
+					resp := okResponse("")
+					once.Do(func() { resp = okResponse(tc.response) })
+					return resp, nil
+				})
+				r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxConcurrency: 2, ReportBatchItemFailures: true}, q, f)
+				time.Sleep(time.Second)
+				synctest.Wait()
+				q.mu.Lock()
+				var left []string
+				for _, m := range q.msgs {
+					left = append(left, m.body)
+				}
+				q.mu.Unlock()
+				if !slices.Equal(left, tc.want) {
+					t.Fatalf("returned %v, want %v", left, tc.want)
+				}
+				if got := r.SQSStats().ReturnedEvents.Load(); got != int64(len(tc.want)) {
+					t.Fatalf("ReturnedEvents %d, want %d", got, len(tc.want))
+				}
+				// After the visibility timeout the returned messages come
+				// back, with their receive count raised.
+				time.Sleep(31 * time.Second)
+				synctest.Wait()
+				calls := f.snapshot()
+				if len(tc.want) == 0 {
+					if len(calls) != 1 {
+						t.Fatalf("%d invocations, want 1", len(calls))
+					}
+				} else {
+					var again []string
+					for _, m := range calls[len(calls)-1] {
+						again = append(again, m.Body)
+						if m.Attributes["ApproximateReceiveCount"] != "2" {
+							t.Errorf("%s: receive count %s, want 2", m.Body, m.Attributes["ApproximateReceiveCount"])
+						}
+					}
+					if len(calls) != 2 || !slices.Equal(again, tc.want) {
+						t.Fatalf("%d invocations, the last with %v; want 2, the last with %v", len(calls), again, tc.want)
+					}
+				}
+				if q.remaining() != 0 {
+					t.Fatalf("%d left", q.remaining())
+				}
+				drain(t, r, done)
+			})
+		})
+	}
+}
+
+func TestSQSFIFOGroups(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(true, 30*time.Second)
+		const groups, per = 8, 30
+		for g := range groups {
+			q.send(fmt.Sprintf("g%d", g), bodiesN(fmt.Sprintf("g%d-", g), per)...)
+		}
+		start := time.Now()
+		var mu sync.Mutex
+		failedOnce := false
+		finished := map[string]time.Duration{}
+		f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
+			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			g := ms[0].Attributes["MessageGroupId"]
+			for i, m := range ms {
+				if m.Attributes["MessageGroupId"] != g {
+					t.Errorf("batch mixes groups %s and %s", g, m.Attributes["MessageGroupId"])
+				}
+				if m.Body == "g3-017" && !failedOnce {
+					failedOnce = true
+					return okResponse(fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q}]}`, m.MessageId)), nil
+				}
+				_ = i
+			}
+			if strings.HasSuffix(ms[len(ms)-1].Body, fmt.Sprintf("-%03d", per-1)) {
+				finished[g] = time.Since(start)
+			}
+			return okResponse(""), nil
+		})
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, ReportBatchItemFailures: true}, q, f)
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if q.remaining() != 0 {
+			t.Fatalf("%d left", q.remaining())
+		}
+		if f.groupClash != 0 {
+			t.Fatalf("%d times two batches of one group were in flight", f.groupClash)
+		}
+		// Per group, the deliveries are the messages in order, except that
+		// after the reported failure the group starts again at the failed
+		// message.
+		seq := map[string][]string{}
+		for _, c := range f.snapshot() {
+			for _, m := range c {
+				g := m.Attributes["MessageGroupId"]
+				seq[g] = append(seq[g], m.Body)
+			}
+		}
+		for g := range groups {
+			name := fmt.Sprintf("g%d", g)
+			want := bodiesN(name+"-", per)
+			if g == 3 {
+				// The batch holding 017 was 010..019: 017..019 return.
+				want = append(bodiesN(name+"-", 20), bodiesN(name+"-", per)[17:]...)
+			}
+			if !slices.Equal(seq[name], want) {
+				t.Errorf("group %s saw %v\nwant %v", name, seq[name], want)
+			}
+		}
+		// The failure held back only g3: every other group finished before
+		// the failed message's visibility timeout ran out.
+		for g, at := range finished {
+			if g != "g3" && at >= 30*time.Second {
+				t.Errorf("group %s finished at %s, after g3's failure held it up", g, at)
+			}
+		}
+		if finished["g3"] < 30*time.Second {
+			t.Errorf("g3 finished at %s, before its failed message became visible again", finished["g3"])
+		}
+		drain(t, r, done)
+	})
+}
+
+func TestSQSScaling(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(false, 5*time.Minute)
+		q.send("", bodiesN("s", 4000)...)
+		f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
+			time.Sleep(time.Second)
+			return okResponse(""), nil
+		})
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxConcurrency: 30, WaitTime: 5 * time.Second}, q, f)
+		st := r.SQSStats()
+		time.Sleep(500 * time.Millisecond)
+		if c := st.Concurrency.Load(); c != 5 {
+			t.Fatalf("concurrency %d at start, want 5", c)
+		}
+		// +300 a minute is +5 each one-second tick.
+		time.Sleep(2 * time.Second)
+		if c := st.Concurrency.Load(); c != 15 {
+			t.Fatalf("concurrency %d after 2.5 s of full receives, want 15", c)
+		}
+		time.Sleep(10 * time.Second)
+		if c := st.Concurrency.Load(); c != 30 {
+			t.Fatalf("concurrency %d, want the maximum 30", c)
+		}
+		// The queue runs dry; empty long polls retire pollers down to 2.
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		if q.remaining() != 0 {
+			t.Fatalf("%d left", q.remaining())
+		}
+		if c := st.Concurrency.Load(); c != 2 {
+			t.Fatalf("concurrency %d on an empty queue, want 2", c)
+		}
+		if st.PeakConcurrency.Load() != 30 || f.peak > 30 {
+			t.Fatalf("peak concurrency %d, function saw %d at once; want 30", st.PeakConcurrency.Load(), f.peak)
+		}
+		drain(t, r, done)
+	})
+}
+
+func TestSQSScalesDownOnThrottles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		zero := time.Duration(0)
+		q := newFakeQueue(false, 30*time.Second)
+		q.send("", bodiesN("t", 200)...)
+		f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
+			time.Sleep(100 * time.Millisecond)
+			return nil, &ThrottleError{StatusCode: 429}
+		})
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, VisibilityOnError: &zero, InitialConcurrency: 8}, q, f)
+		time.Sleep(1500 * time.Millisecond)
+		if c := r.SQSStats().Concurrency.Load(); c != 4 {
+			t.Fatalf("concurrency %d after a second of throttles, want 8/2 = 4", c)
+		}
+		time.Sleep(5 * time.Second)
+		if c := r.SQSStats().Concurrency.Load(); c != 2 {
+			t.Fatalf("concurrency %d, want the floor 2", c)
+		}
+		drain(t, r, done)
+	})
+}
+
+func TestSQSHeartbeat(t *testing.T) {
+	for _, hb := range []bool{true, false} {
+		t.Run(fmt.Sprintf("heartbeat=%v", hb), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newFakeQueue(false, 3*time.Second)
+				q.send("", "slow")
+				f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
+					time.Sleep(10 * time.Second)
+					return okResponse(""), nil
+				})
+				r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, Heartbeat: hb}, q, f)
+				time.Sleep(15 * time.Second)
+				synctest.Wait()
+				n := f.bodies()["slow"]
+				if hb && (n != 1 || q.remaining() != 0) {
+					t.Fatalf("with the heartbeat: delivered %d times, %d left; want once and deleted", n, q.remaining())
+				}
+				if !hb && n < 2 {
+					t.Fatalf("without the heartbeat: delivered %d times; want a second delivery after 3 s", n)
+				}
+				q.mu.Lock()
+				beats := len(q.setVis)
+				q.mu.Unlock()
+				if hb && beats < 9 {
+					t.Fatalf("%d heartbeats in 10 s, want one a second", beats)
+				}
+				drain(t, r, done)
+			})
+		})
+	}
+}
+
+func TestSQSDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(false, 30*time.Second)
+		f := newFakeFunc(nil)
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 100, BatchWindow: 10 * time.Second, MaxConcurrency: 2}, q, f)
+		time.Sleep(time.Second)
+		q.send("", "a", "b", "c")
+		time.Sleep(time.Second)
+		start := time.Now()
+		drain(t, r, done)
+		if took := time.Since(start); took > 100*time.Millisecond {
+			t.Fatalf("drain took %s", took)
+		}
+		if got := f.bodies(); len(got) != 3 || q.remaining() != 0 {
+			t.Fatalf("delivered %v, %d left; want the batch in the window flushed and deleted", got, q.remaining())
+		}
+	})
+}
+
+func TestSQSStops(t *testing.T) {
+	t.Run("queue gone", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			q := newFakeQueue(false, 30*time.Second)
+			q.gone = true
+			_, done := startSQS(t, t.Context(), SQSConfig{}, q, newFakeFunc(nil))
+			if err := <-done; !errors.Is(err, ErrSourceGone) {
+				t.Fatalf("Run = %v, want ErrSourceGone", err)
+			}
+		})
+	})
+	t.Run("hard stop", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			q := newFakeQueue(false, 30*time.Second)
+			q.send("", "x")
+			ctx, cancel := context.WithCancel(t.Context())
+			f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
+				time.Sleep(time.Hour)
+				return okResponse(""), nil
+			})
+			_, done := startSQS(t, ctx, SQSConfig{}, q, f)
+			time.Sleep(time.Second)
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Run = %v, want context.Canceled", err)
+			}
+			if q.remaining() != 1 {
+				t.Fatal("the message in flight was deleted on a hard stop")
+			}
+		})
+	})
+}
+
+func TestSQSConfigValidation(t *testing.T) {
+	cases := []struct {
+		cfg  SQSConfig
+		want string
+	}{
+		{SQSConfig{Name: "x", FIFO: true, BatchSize: 11}, "above 10"},
+		{SQSConfig{Name: "x", FIFO: true, BatchWindow: time.Second}, "no batching window"},
+		{SQSConfig{Name: "x", BatchSize: 10001}, "above 10000"},
+		{SQSConfig{}, "no name"},
+	}
+	for _, tc := range cases {
+		_, err := NewSQSRunner(tc.cfg, SQSDeps{Queue: newFakeQueue(false, time.Second), Invoker: newFakeFunc(nil)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}

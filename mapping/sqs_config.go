@@ -29,7 +29,7 @@ type SQSConfig struct {
 	// first message of a batch.
 	BatchWindow time.Duration
 	// MaxPayload caps the invoke payload; 0 means event.MaxPayload (6 MB).
-	MaxPayload int
+	MaxPayload              int
 	ReportBatchItemFailures bool
 
 	// MaxConcurrency is ScalingConfig.MaximumConcurrency, the most batches

@@ -201,9 +201,9 @@ type fakeFunc struct {
 	active int
 	peak   int
 	// inGroup counts invocations in flight per message group.
-	inGroup     map[string]int
-	groupClash  int
-	handle      func(msgs []events.SQSMessage) (*Response, error)
+	inGroup    map[string]int
+	groupClash int
+	handle     func(msgs []events.SQSMessage) (*Response, error)
 }
 
 func newFakeFunc(handle func([]events.SQSMessage) (*Response, error)) *fakeFunc {

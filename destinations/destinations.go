@@ -2,11 +2,13 @@ package destinations
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -57,10 +59,14 @@ var (
 	// ErrTooLarge means the failure record is over the destination's size
 	// limit. It comes wrapped in backoff.Permanent: retrying cannot help.
 	ErrTooLarge = errors.New("failure record over the destination's size limit")
+	// ErrClosed means Send was called after Close.
+	ErrClosed = errors.New("destination closed")
 )
 
 // New returns the destination that target names (see the package comment for
-// the forms). It does no I/O: queue URLs are resolved and files opened on the
+// the forms). Kafka and NATS destinations hold connections: they implement
+// Close() error, which the owner calls at shutdown. New does no I/O: queue
+// URLs are resolved, brokers and servers contacted and files opened on the
 // first Send, so a destination that is down at start-up is retried by the
 // engine rather than failing the mapping. ctx is reserved for destinations
 // that need to connect at construction.
@@ -98,8 +104,12 @@ func New(ctx context.Context, target string, deps Deps) (mapping.Destination, er
 		return NewFile(target, logger)
 	case strings.HasPrefix(target, "http://"), strings.HasPrefix(target, "https://"):
 		return NewHTTP(target, deps.HTTPClient, logger)
+	case strings.HasPrefix(target, "kafka://"):
+		return NewKafka(target, logger)
+	case strings.HasPrefix(target, "nats://"):
+		return NewNATS(target, logger)
 	}
-	return nil, fmt.Errorf("%w %q: want an SQS, SNS or S3 ARN, a file:// or an http(s):// URL", ErrInvalidTarget, target)
+	return nil, fmt.Errorf("%w %q: want an SQS, SNS or S3 ARN, or a kafka://, nats://, file:// or http(s):// URL", ErrInvalidTarget, redactUserinfo(target))
 }
 
 // parseARN parses an SQS or SNS ARN and checks that it names a resource in
@@ -128,6 +138,9 @@ func marshal(f *event.Failure) ([]byte, error) {
 
 // tooLarge returns the permanent error of a record of n bytes over limit.
 func tooLarge(n, limit int) error {
+	if limit <= 0 { // the server's limit, unknown here
+		return backoff.Permanent(fmt.Errorf("%w: %d bytes", ErrTooLarge, n))
+	}
 	return backoff.Permanent(fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, n, limit))
 }
 
@@ -135,4 +148,32 @@ func tooLarge(n, limit int) error {
 // payload.
 func logAttrs(f *event.Failure) []any {
 	return []any{"shard", f.ShardID, "condition", string(f.Condition), "batch_size", f.BatchSize}
+}
+
+// refusals remembers the records a destination refused permanently, so that
+// it warns once per record although the engine keeps retrying it. It keeps
+// at most a few hundred; past that it starts over. Safe for concurrent use.
+type refusals struct {
+	mu   sync.Mutex
+	seen map[[32]byte]struct{}
+}
+
+const maxRefusals = 256
+
+// warn logs msg at Warn with f's attributes and extra, unless the record
+// body was refused before.
+func (r *refusals) warn(ctx context.Context, log *slog.Logger, msg string, f *event.Failure, body []byte, extra ...any) {
+	key := sha256.Sum256(body)
+	r.mu.Lock()
+	_, dup := r.seen[key]
+	if !dup {
+		if r.seen == nil || len(r.seen) >= maxRefusals {
+			r.seen = make(map[[32]byte]struct{})
+		}
+		r.seen[key] = struct{}{}
+	}
+	r.mu.Unlock()
+	if !dup {
+		log.WarnContext(ctx, msg, append(logAttrs(f), extra...)...)
+	}
 }

@@ -36,6 +36,8 @@ type S3 struct {
 	client S3API
 	bucket string
 	log    *slog.Logger
+
+	refused refusals
 }
 
 var _ mapping.Destination = (*S3)(nil)
@@ -62,6 +64,8 @@ func NewS3(bucketARN string, client S3API, logger *slog.Logger) (*S3, error) {
 // permanent.
 func (d *S3) Send(ctx context.Context, f *event.Failure) error {
 	if f != nil && (f.MappingUUID == "" || f.ShardID == "") {
+		meta, _ := marshal(f)
+		d.refused.warn(ctx, d.log, "failure record refused: no mapping UUID or shard id to key the S3 object", f, meta)
 		return fmt.Errorf("destination s3 %s: %w", d.bucket,
 			backoff.Permanent(fmt.Errorf("failure record has no mapping UUID or shard id to key the object")))
 	}

@@ -27,6 +27,8 @@ type SNS struct {
 	region string
 	fifo   bool
 	log    *slog.Logger
+
+	refused refusals
 }
 
 var _ mapping.Destination = (*SNS)(nil)
@@ -59,6 +61,7 @@ func (d *SNS) Send(ctx context.Context, f *event.Failure) error {
 		return fmt.Errorf("destination sns %s: encode: %w", d.name, err)
 	}
 	if len(body) > SNSMaxMessage {
+		d.refused.warn(ctx, d.log, "failure record refused: over the SNS message size limit", f, body, "bytes", len(body), "limit", SNSMaxMessage)
 		return fmt.Errorf("destination sns %s: %w", d.name, tooLarge(len(body), SNSMaxMessage))
 	}
 	in := &sns.PublishInput{TopicArn: aws.String(d.arn), Message: aws.String(string(body))}

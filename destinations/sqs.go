@@ -31,6 +31,8 @@ type SQS struct {
 	fifo   bool
 	log    *slog.Logger
 
+	refused refusals
+
 	// lookup admits one GetQueueUrl at a time; it guards url.
 	lookup chan struct{}
 	url    string // resolved on first use
@@ -68,6 +70,7 @@ func (d *SQS) Send(ctx context.Context, f *event.Failure) error {
 		return fmt.Errorf("destination sqs %s: encode: %w", d.name, err)
 	}
 	if len(body) > SQSMaxMessage {
+		d.refused.warn(ctx, d.log, "failure record refused: over the SQS message size limit", f, body, "bytes", len(body), "limit", SQSMaxMessage)
 		return fmt.Errorf("destination sqs %s: %w", d.name, tooLarge(len(body), SQSMaxMessage))
 	}
 	url, err := d.queueURL(ctx)

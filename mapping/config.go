@@ -49,6 +49,9 @@ type Config struct {
 	// retries; 0 means 100 ms and 30 s.
 	RetryInitial time.Duration
 	RetryMax     time.Duration
+	// ProgressInterval is how often a progress line is logged; 0 means 30 s,
+	// negative disables it.
+	ProgressInterval time.Duration
 	// InvokeTimeout bounds one invocation as the engine waits for it; 0
 	// leaves it to the invoker.
 	InvokeTimeout time.Duration
@@ -75,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DiscoveryInterval <= 0 {
 		c.DiscoveryInterval = 30 * time.Second
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = 30 * time.Second
 	}
 	if c.RetryInitial <= 0 {
 		c.RetryInitial = 100 * time.Millisecond

@@ -317,7 +317,9 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 	s.invokes++
 	r.stats.Invocations.Add(1)
 	r.stats.InvokedEvents.Add(int64(len(s.recs)))
-	r.stats.IteratorAgeMillis.Store(time.Since(s.recs[len(s.recs)-1].Arrival).Milliseconds())
+	age := time.Since(s.recs[len(s.recs)-1].Arrival).Milliseconds()
+	r.stats.IteratorAgeMillis.Store(age)
+	l.w.stats.iteratorAge.Store(age)
 	r.stats.LanesBusy.Add(1)
 	resp, err := r.deps.Invoker.Invoke(ictx, req)
 	r.stats.LanesBusy.Add(-1)

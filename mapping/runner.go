@@ -29,10 +29,11 @@ type Runner struct {
 	drainOnce sync.Once
 	done      chan struct{}
 
-	mu         sync.Mutex
-	lastResult string
-	shardsRun  int
-	running    atomic.Bool
+	mu          sync.Mutex
+	lastResult  string
+	running     atomic.Bool
+	listFailing atomic.Bool
+	reg         registry
 }
 
 // NewRunner checks cfg and deps and returns a Runner; it starts nothing.
@@ -127,6 +128,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		return fmt.Errorf("mapping %s: already running", r.cfg.Name)
 	}
 	defer close(r.done)
+	r.reg.setState("Enabled", "User action")
+	defer r.reg.setState("Disabled", "User action")
 	r.log.Info("mapping started", "batch_size", r.cfg.BatchSize, "parallelization_factor", r.cfg.ParallelizationFactor,
 		"starting_position", r.cfg.StartingPosition.Type)
 
@@ -146,6 +149,13 @@ func (r *Runner) Run(ctx context.Context) error {
 	bo.MaxElapsedTime = 0
 	listFailing := false
 	drainC := r.drainC
+	var progressC <-chan time.Time
+	if r.cfg.ProgressInterval > 0 {
+		t := time.NewTicker(r.cfg.ProgressInterval)
+		defer t.Stop()
+		progressC = t.C
+	}
+	prog := progress{at: time.Now()}
 
 	for {
 		if (drainC == nil || fatal != nil || ctx.Err() != nil) && running == 0 {
@@ -167,6 +177,7 @@ func (r *Runner) Run(ctx context.Context) error {
 				if !listFailing {
 					r.log.Warn("listing shards failed; retrying", "err", err)
 					listFailing = true
+					r.listFailing.Store(true)
 				}
 				discover.Reset(bo.NextBackOff())
 				continue
@@ -174,6 +185,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			if listFailing {
 				r.log.Info("listing shards recovered")
 				listFailing = false
+				r.listFailing.Store(false)
 			}
 			bo.Reset()
 			if err := r.reconcile(ctx, shards, list, first); err != nil {
@@ -208,8 +220,11 @@ func (r *Runner) Run(ctx context.Context) error {
 				fatal = ex.err
 				cancelWorkers()
 			}
+		case <-progressC:
+			r.logProgress(&prog)
 		case <-drainC:
 			r.log.Info("mapping draining", "shards_running", running)
+			r.reg.setState("Disabling", "User action")
 			drainC = nil
 		case <-ctx.Done():
 			cancelWorkers()
@@ -279,7 +294,12 @@ func (r *Runner) startReady(ctx context.Context, shards map[string]*shardState, 
 		st.running, st.read = true, true
 		n++
 		w := newWorker(r, st.shard, start)
-		go func() { exits <- w.run(ctx) }()
+		r.reg.add(w)
+		go func() {
+			ex := w.run(ctx)
+			r.reg.remove(w.shard.ID, ex.closed)
+			exits <- ex
+		}()
 	}
 	return n
 }

@@ -609,3 +609,22 @@ func TestDrainWithLanesRedeliversNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestStatusReportsShardsAndState(t *testing.T) {
+	s := fakes.NewStream(2)
+	last := s.Put("shard-1", "k", []byte("a"))
+	h := start(t, baseConfig(), s, &fakes.Function{}, nil)
+	eventually(t, "checkpoint", func() bool { return h.cps.Get(mname, "shard-1").Seq == last })
+	var st mapping.Status
+	eventually(t, "status", func() bool {
+		st = h.r.Status()
+		return len(st.Shards) == 2 && st.Shards[1].Checkpoint == last
+	})
+	if st.State != "Enabled" || !st.Healthy || st.LastProcessingResult != "OK" || st.Shards[0].ID != "shard-0" || st.Shards[1].Pending != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	h.drain()
+	if st := h.r.Status(); st.State != "Disabled" || len(st.Shards) != 0 {
+		t.Fatalf("status after drain = %+v", st)
+	}
+}

@@ -23,6 +23,7 @@ type worker struct {
 	tr    *tracker
 	lanes []*lane
 
+	stats shardStats
 	saveC chan struct{} // wakes the saver; capacity 1
 	mu    sync.Mutex    // guards saved
 	saved string        // last sequence number saved
@@ -155,6 +156,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		if !failing {
 			w.log.Warn("reading shard failed; retrying", "op", what, "err", err)
 			failing = true
+			w.stats.failing.Store(true)
 		}
 		t := time.NewTimer(bo.NextBackOff())
 		defer t.Stop()
@@ -189,6 +191,9 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 				continue
 			}
 			reader = rd
+			if f, ok := rd.(failer); ok {
+				w.stats.reader.Store(&f)
+			}
 		}
 		res, err := reader.Read(rctx)
 		if err != nil {
@@ -213,6 +218,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		if failing {
 			w.log.Info("reading shard recovered")
 			failing = false
+			w.stats.failing.Store(false)
 		}
 		bo.Reset()
 		r.stats.Polls.Add(1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -45,6 +46,8 @@ type reader struct {
 
 	retry   *backoff.ExponentialBackOff
 	failing int // consecutive failed attempts of the current outage
+	// outage mirrors failing > 0 for other goroutines (status, readiness).
+	outage atomic.Bool
 
 	scratch []byte // typed JSON of one record's attribute maps
 }
@@ -232,6 +235,7 @@ func (r *reader) shardGone(ctx context.Context, cause error) error {
 // failure of an outage only.
 func (r *reader) backoff(ctx context.Context, op string, err error) error {
 	if r.failing == 0 {
+		r.outage.Store(true)
 		r.retry.Reset()
 		r.log.Warn("dynamodb streams: "+op+" failing; retrying with backoff", "err", err)
 	}
@@ -244,6 +248,7 @@ func (r *reader) recovered() {
 	if r.failing > 0 {
 		r.log.Info("dynamodb streams: calls succeed again", "failedAttempts", r.failing)
 		r.failing = 0
+		r.outage.Store(false)
 	}
 }
 
@@ -324,3 +329,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Failing reports that the reader's calls are failing and being retried. It
+// is safe to call from any goroutine.
+func (r *reader) Failing() bool { return r.outage.Load() }

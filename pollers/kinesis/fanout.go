@@ -193,3 +193,7 @@ func (r *fanOutReader) Close() error {
 	r.drop()
 	return nil
 }
+
+// Failing reports that the reader's calls are failing and being retried. It
+// is safe to call from any goroutine.
+func (r *fanOutReader) Failing() bool { return r.rt.failing.Load() }

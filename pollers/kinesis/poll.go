@@ -213,3 +213,7 @@ func childIDs(cs []types.ChildShard) []string {
 
 // Close releases the reader; it makes no calls.
 func (r *pollReader) Close() error { return nil }
+
+// Failing reports that the reader's calls are failing and being retried. It
+// is safe to call from any goroutine.
+func (r *pollReader) Failing() bool { return r.rt.failing.Load() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/smithy-go"
@@ -69,6 +70,8 @@ type retrier struct {
 	op    string
 	since time.Time // start of the current outage; zero when none
 	tries int
+	// failing is read by other goroutines (status, readiness).
+	failing atomic.Bool
 }
 
 func newRetrier(cfg Config, log *slog.Logger, op string) *retrier {
@@ -88,6 +91,7 @@ func newRetrier(cfg Config, log *slog.Logger, op string) *retrier {
 func (r *retrier) wait(ctx context.Context, err error) error {
 	if r.tries == 0 {
 		r.since = time.Now()
+		r.failing.Store(true)
 		r.log.Warn("kinesis call failing; retrying with backoff", "op", r.op, "err", err)
 	}
 	r.tries++
@@ -100,6 +104,7 @@ func (r *retrier) ok() {
 		return
 	}
 	r.log.Info("kinesis call recovered", "op", r.op, "attempts", r.tries, "outage", time.Since(r.since).Round(time.Millisecond))
+	r.failing.Store(false)
 	r.tries = 0
 	r.b.Reset()
 }

@@ -4,7 +4,8 @@
 //
 // Usage:
 //
-//	esmd run     [-c FILE]   run the mappings of FILE (default esmd.yaml)
+//	esmd run     [-c FILE] [--watch]
+//	                         run the mappings of FILE (default esmd.yaml)
 //	esmd check   [-c FILE]   validate FILE, print every problem, one per line
 //	esmd version             print the version and the Go version
 //	esmd help                print this help
@@ -22,6 +23,13 @@
 // finish in-flight invocations, write final checkpoints), bounded by the
 // configuration's shutdownTimeout (default 30s). A second signal, or the
 // timeout, cancels everything at once.
+//
+// Reload: SIGHUP, and with --watch a change of the file, loads the file
+// again. Added mappings start, removed or disabled ones drain and stop, and
+// changed ones drain and start again from their checkpoints with the new
+// settings. A file that fails validation is refused (each problem is logged)
+// and the running configuration stays. Changes to aws, checkpoints, server
+// and logging apply only after a restart.
 //
 // Logs go to stderr through log/slog, as text or JSON (logging.format) at
 // the level of logging.level.

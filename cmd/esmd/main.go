@@ -49,7 +49,10 @@ const usage = `esmd polls Kinesis, DynamoDB Streams and SQS and invokes function
 Lambda's event source mappings do.
 
 Usage:
-  esmd run     [-c FILE]   run the mappings of FILE (default esmd.yaml)
+  esmd run     [-c FILE] [--watch]
+                           run the mappings of FILE (default esmd.yaml);
+                           SIGHUP (and, with --watch, a change of FILE)
+                           reloads it
   esmd check   [-c FILE]   validate FILE and print every problem, one per line
   esmd version             print the version
   esmd help                print this help
@@ -102,11 +105,20 @@ func versionString() string {
 // parseConfigFlag parses the -c flag of run and check. It returns the file
 // and, when the command must stop here, the exit code.
 func parseConfigFlag(name string, args []string, stderr io.Writer) (string, int, bool) {
+	return parseFlags(name, args, stderr, nil)
+}
+
+// parseFlags is parseConfigFlag with, when watch is not nil, the --watch
+// flag of run.
+func parseFlags(name string, args []string, stderr io.Writer, watch *bool) (string, int, bool) {
 	fs := flag.NewFlagSet("esmd "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := "esmd.yaml"
 	fs.StringVar(&path, "c", path, "configuration `FILE`")
 	fs.StringVar(&path, "config", path, "configuration `FILE` (same as -c)")
+	if watch != nil {
+		fs.BoolVar(watch, "watch", false, "reload the configuration when FILE changes (SIGHUP always reloads)")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return "", exitOK, false
@@ -148,10 +160,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 }
 
 func cmdRun(args []string, stderr io.Writer) int {
-	path, code, ok := parseConfigFlag("run", args, stderr)
+	path, code, ok := parseFlags("run", args, stderr, &watchConfig)
 	if !ok {
 		return code
 	}
+	configPath = path
 	cfg, err := config.Load(path)
 	if err != nil {
 		printProblems(stderr, path, err)

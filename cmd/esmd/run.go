@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -18,75 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/esmd-dev/esmd/checkpoint"
 	"github.com/esmd-dev/esmd/config"
-	"github.com/esmd-dev/esmd/destinations"
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/invoke/httpfunc"
 	"github.com/esmd-dev/esmd/mapping"
 	"github.com/esmd-dev/esmd/pollers/dynamodbstreams"
 	"github.com/esmd-dev/esmd/pollers/kinesis"
 )
-
-// runDaemon runs every enabled mapping of cfg until ctx is cancelled (hard
-// stop) or drain is closed and every mapping has drained. It returns the
-// errors of mappings that stopped on their own (a source that is gone).
-func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, drain <-chan struct{}) error {
-	d, err := wire(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	if len(d.runners) == 0 {
-		log.Warn("no enabled mappings: nothing to do")
-	}
-
-	errs := make([]error, len(d.runners))
-	var wg sync.WaitGroup
-	for i, r := range d.runners {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = r.Run(ctx)
-		}()
-	}
-	all := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(all)
-	}()
-	select {
-	case <-all:
-	case <-drain:
-		log.Info("draining: finishing in-flight batches and saving checkpoints")
-		for _, r := range d.runners {
-			go func() { _ = r.Drain(ctx) }()
-		}
-		<-all
-	}
-	var failed []error
-	for _, err := range errs {
-		if err != nil && !errors.Is(err, context.Canceled) {
-			failed = append(failed, err)
-		}
-	}
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return errors.Join(failed...)
-}
-
-// wiring is everything runDaemon wired.
-type wiring struct {
-	runners []*mapping.Runner
-	closers []func() error
-}
-
-func (d *wiring) close() {
-	for i := len(d.closers) - 1; i >= 0; i-- {
-		_ = d.closers[i]()
-	}
-}
 
 // clients builds each AWS client once, on first use.
 type clients struct {
@@ -170,90 +106,6 @@ func awsConfig(ctx context.Context, c config.AWS) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("aws: load configuration: %w", err)
 	}
 	return cfg, nil
-}
-
-// wire builds the checkpoint store, functions, destinations, sources and one
-// runner per enabled mapping.
-func wire(ctx context.Context, cfg *config.Config, log *slog.Logger) (*wiring, error) {
-	d := &wiring{}
-	ok := false
-	defer func() {
-		if !ok {
-			d.close()
-		}
-	}()
-	acfg, err := awsConfig(ctx, cfg.AWS)
-	if err != nil {
-		return nil, err
-	}
-	cl := &clients{cfg: acfg, eps: cfg.AWS.Endpoints}
-
-	var cps mapping.Checkpointer
-	needStore := false
-	for i := range cfg.Mappings {
-		s := cfg.Mappings[i].Settings()
-		if s.Enabled && s.Source.IsStream() {
-			needStore = true
-		}
-	}
-	if needStore {
-		path := "esmd-state/checkpoints.db"
-		if cfg.Checkpoints.File != nil && cfg.Checkpoints.File.Path != "" {
-			path = cfg.Checkpoints.File.Path
-		}
-		store, err := checkpoint.OpenFile(path, checkpoint.WithLogger(log))
-		if err != nil {
-			return nil, err
-		}
-		d.closers = append(d.closers, store.Close)
-		cps = store
-	}
-
-	invokers := map[string]mapping.Invoker{}
-	for i := range cfg.Mappings {
-		m := &cfg.Mappings[i]
-		s := m.Settings()
-		mlog := log.With("mapping", s.Name)
-		if !s.Enabled {
-			mlog.Info("mapping disabled")
-			continue
-		}
-		inv, ok := invokers[s.Function]
-		if !ok {
-			inv, err = newInvoker(s.Function, cfg.Functions[s.Function], log)
-			if err != nil {
-				return nil, fmt.Errorf("mapping %s: %w", s.Name, err)
-			}
-			invokers[s.Function] = inv
-		}
-		var dest mapping.Destination
-		if s.OnFailure != nil {
-			target := s.OnFailure.ARN
-			if target == "" {
-				target = s.OnFailure.URL
-			}
-			dest, err = destinations.New(ctx, target, destinations.Deps{SQS: cl.SQS(), SNS: cl.SNS(), S3: cl.S3(), Logger: mlog})
-			if err != nil {
-				return nil, fmt.Errorf("mapping %s: on-failure destination: %w", s.Name, err)
-			}
-			if c, ok := dest.(interface{ Close() error }); ok {
-				d.closers = append(d.closers, c.Close)
-			}
-		}
-		src, kind, err := newSource(s, cl, mlog)
-		if err != nil {
-			return nil, fmt.Errorf("mapping %s: %w", s.Name, err)
-		}
-		r, err := mapping.NewRunner(engineConfig(s, kind, cfg), mapping.Deps{
-			Source: src, Invoker: inv, Destination: dest, Checkpointer: cps, Logger: log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		d.runners = append(d.runners, r)
-	}
-	ok = true
-	return d, nil
 }
 
 func newInvoker(name string, f config.Function, log *slog.Logger) (mapping.Invoker, error) {

@@ -3,7 +3,6 @@ package mapping
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -410,15 +409,16 @@ func (l *lane) giveUp(ctx context.Context, recs []event.Record, cond event.Condi
 		}
 		r.stats.DestinationFailures.Add(1)
 		if !failing {
-			l.log.Error("on-failure destination failed; the shard will not advance past these records until it succeeds", append(attrs, "err", err)...)
 			failing = true
-		}
-		var perm *backoff.PermanentError
-		if errors.As(err, &perm) {
-			// A record the destination can never take: keep blocking, but
-			// say so once; a config reload or a fix of the destination
-			// is needed.
-			l.log.Error("on-failure destination rejects this record permanently", "err", fmt.Sprint(err))
+			var perm *backoff.PermanentError
+			if errors.As(err, &perm) {
+				// The destination can never take this record: esmd keeps
+				// blocking rather than drop it; the destination or the
+				// configuration must change.
+				l.log.Error("on-failure destination rejects this failure record permanently; the shard is blocked until the destination or the configuration changes", append(attrs, "err", err)...)
+			} else {
+				l.log.Error("on-failure destination failed; the shard will not advance past these records until it succeeds", append(attrs, "err", err)...)
+			}
 		}
 		t := time.NewTimer(bo.NextBackOff())
 		select {

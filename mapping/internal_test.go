@@ -100,3 +100,24 @@ func TestLaneForIsStable(t *testing.T) {
 		t.Fatalf("100 keys used %d of 4 lanes", len(seen))
 	}
 }
+
+func FuzzFirstFailed(f *testing.F) {
+	for _, s := range []string{``, `null`, `{}`, `"x"`, `{"batchItemFailures":[]}`,
+		`{"batchItemFailures":[{"itemIdentifier":"11"}]}`, `{"batchItemFailures":[{"itemIdentifier":""}]}`,
+		`{"batchItemFailures":[{"itemIdentifier":"99"},{"itemIdentifier":"10"}]}`, `{"batchItemFailures":null}`, `[1,2]`, `{`} {
+		f.Add([]byte(s))
+	}
+	recs := []event.Record{{ID: "10"}, {ID: "11"}, {ID: "12"}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		n, err := firstFailed(body, recs)
+		if err != nil {
+			if n != 0 || !errors.Is(err, errMalformedResponse) {
+				t.Fatalf("firstFailed(%q) = %d, %v", body, n, err)
+			}
+			return
+		}
+		if n < 0 || n > len(recs) {
+			t.Fatalf("firstFailed(%q) = %d out of range", body, n)
+		}
+	})
+}

@@ -69,7 +69,8 @@ func (w *worker) resolve(lane, n int) {
 // checkpoint. Lanes that run ahead of a slower one would be re-delivered
 // after a crash, since the checkpoint only covers the contiguous prefix; the
 // limit of BatchSize x ParallelizationFactor records bounds those duplicates
-// without slowing lanes that keep pace. It returns false on hard stop.
+// without slowing lanes that keep pace. It returns false on hard stop, and
+// on drain when the lane would have to wait.
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
 	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
 	for {
@@ -79,6 +80,12 @@ func (w *worker) waitLead(ctx context.Context, lane int) bool {
 		}
 		select {
 		case <-moved:
+		case <-w.r.drainC:
+			// Draining: the lane that holds the checkpoint may have
+			// stopped at a failure, so do not wait for it. Records left
+			// here lie above the checkpoint and were never invoked: a
+			// restart reads them again, without duplicates.
+			return false
 		case <-ctx.Done():
 			return false
 		}

@@ -1,0 +1,34 @@
+// Package generator is a synthetic event source for load tests, demos and
+// benchmarks: it implements mapping.Source and mapping.ShardReader without
+// any AWS service.
+//
+// A generator is described by a URL, usable as a mapping's EventSourceArn:
+//
+//	generator://NAME?shards=8&rate=50000&keys=1000&size=200&count=100000&seed=42
+//
+// Records are spread over the shards by partition key (key-0 … key-N-1),
+// hashed onto equal ranges as Kinesis does, with rising sequence numbers and
+// arrival times. Each shard paces itself to its share of the rate (or
+// generates as fast as it is read), and ends with mapping.ErrShardClosed once
+// its share of the count is generated or the duration is over, so a finite
+// run ends.
+//
+// Everything but the generation time is a function of the seed: the key,
+// the per-key sequence number, the poison flag and the padding of every
+// record. A reader opened after a checkpoint (AFTER_SEQUENCE_NUMBER)
+// regenerates the shard up to that point and resumes with exactly the record
+// that followed it.
+//
+// By default a record's data is a small JSON object that names its key, its
+// per-key sequence number (1, 2, 3 … for each key), when it was generated,
+// and whether it is a poison record:
+//
+//	{"k":"key-7","n":12,"t":1764075600000000000,"poison":false,"pad":"Xb3…"}
+//
+// so that a handler can detect duplicates, order violations and end-to-end
+// latency; ParseData reads it back. Records are Kinesis-shaped by default
+// (encoded with event.KinesisEncoder for the stream ARN
+// arn:aws:kinesis:us-east-1:000000000000:stream/NAME), or DynamoDB-shaped
+// with shape=dynamodb (an INSERT whose NewImage holds the data as the string
+// attribute "data").
+package generator

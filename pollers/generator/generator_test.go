@@ -1,0 +1,383 @@
+package generator
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/json"
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/mapping"
+)
+
+func TestParseURL(t *testing.T) {
+	good := []struct {
+		url  string
+		want Spec
+	}{
+		{"generator://s", Spec{Name: "s", Shards: 4, Keys: 1000, Size: 100, Seed: 1, Shape: event.Kinesis, Payload: "json", ReadSize: 1000}},
+		{"generator://load-1?shards=8&rate=50000&keys=10&size=200&count=100000&duration=30s&seed=42&shape=dynamodb&poison=0.01&readsize=500",
+			Spec{Name: "load-1", Shards: 8, Rate: 50000, Keys: 10, Size: 200, Count: 100000, Duration: 30 * time.Second, Seed: 42,
+				Shape: event.DynamoDB, Poison: 0.01, Payload: "json", ReadSize: 500}},
+		{`generator://t?template={"id":"{{key}}-{{n}}","x":1%2B2}`,
+			Spec{Name: "t", Shards: 4, Keys: 1000, Size: 100, Seed: 1, Shape: event.Kinesis, Payload: "json", ReadSize: 1000, Template: `{"id":"{{key}}-{{n}}","x":1+2}`}},
+		{"generator://r?payload=random&size=7", Spec{Name: "r", Shards: 4, Keys: 1000, Size: 7, Seed: 1, Shape: event.Kinesis, Payload: "random", ReadSize: 1000}},
+	}
+	for _, tc := range good {
+		t.Run(tc.url, func(t *testing.T) {
+			got, err := ParseURL(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("spec (-want +got):\n%s", diff)
+			}
+			back, err := ParseURL(got.URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(got, back); diff != "" {
+				t.Fatalf("round trip through %s (-want +got):\n%s", got.URL(), diff)
+			}
+		})
+	}
+	bad := []struct{ url, want string }{
+		{"kinesis://x", "starts with generator://"},
+		{"generator://", "name"},
+		{"generator://a/b", "name"},
+		{"generator://x?shards=0", "shards: 0 is not between 1"},
+		{"generator://x?shards=abc", `shards: "abc" is not a valid value`},
+		{"generator://x?rate=-1", "rate: -1 must not be negative"},
+		{"generator://x?keys=0", "keys: 0 is not between 1"},
+		{"generator://x?size=0", "size: 0 is not between 1"},
+		{"generator://x?count=-5", "count: -5"},
+		{"generator://x?duration=soon", `duration: "soon"`},
+		{"generator://x?shape=sqs", `shape: "sqs" is not kinesis or dynamodb`},
+		{"generator://x?poison=2", "poison: 2 is not between 0 and 1"},
+		{"generator://x?payload=xml", `payload: "xml"`},
+		{"generator://x?payload=random&template=a", "template: does not apply"},
+		{"generator://x?readsize=20000", "readsize: 20000"},
+		{"generator://x?colour=red", "colour: unknown key"},
+		{"generator://x?count=1&count=2", "count: given 2 times"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.url, func(t *testing.T) {
+			_, err := ParseURL(tc.url)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// readAll reads shard sh from start to its end.
+func readAll(t *testing.T, s *Source, sh string, start event.Start) []event.Record {
+	t.Helper()
+	r, err := s.Open(context.Background(), event.Shard{ID: sh}, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []event.Record
+	for {
+		res, err := r.Read(context.Background())
+		if errors.Is(err, mapping.ErrShardClosed) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, res.Records...)
+	}
+}
+
+func kinesisRecord(t *testing.T, r event.Record) events.KinesisEventRecord {
+	t.Helper()
+	var kr events.KinesisEventRecord
+	if err := json.Unmarshal(r.JSON, &kr); err != nil {
+		t.Fatalf("record JSON %s: %v", r.JSON, err)
+	}
+	return kr
+}
+
+func TestShardsKeysAndSequences(t *testing.T) {
+	spec := Spec{Name: "gen", Shards: 3, Keys: 50, Count: 1000, Size: 120, Seed: 7}
+	s, err := New(Config{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := s.Shards(context.Background())
+	if len(shards) != 3 || shards[0].ID != "shardId-000000000000" || shards[2].ID != "shardId-000000000002" {
+		t.Fatalf("shards = %+v", shards)
+	}
+	total := 0
+	lastN := map[string]int64{}
+	for si, sh := range shards {
+		recs := readAll(t, s, sh.ID, event.Start{Type: event.TrimHorizon})
+		if int64(len(recs)) != s.ShardCount(sh.ID) {
+			t.Fatalf("%s: %d records, ShardCount says %d", sh.ID, len(recs), s.ShardCount(sh.ID))
+		}
+		total += len(recs)
+		prevSeq := ""
+		for _, r := range recs {
+			kr := kinesisRecord(t, r)
+			k := kr.Kinesis
+			if k.PartitionKey != r.Key || k.SequenceNumber != r.Seq || kr.EventSourceArn != "arn:aws:kinesis:us-east-1:000000000000:stream/gen" {
+				t.Fatalf("record %+v does not match its JSON %s", r, r.JSON)
+			}
+			if kr.EventID != sh.ID+":"+r.Seq {
+				t.Fatalf("eventID %q", kr.EventID)
+			}
+			// The key hashes into this shard's third of the 128-bit range.
+			sum := md5.Sum([]byte(r.Key))
+			h := new(big.Int).SetBytes(sum[:])
+			h.Mul(h, big.NewInt(3))
+			h.Rsh(h, 128)
+			if int(h.Int64()) != si {
+				t.Fatalf("key %s is in %s, its hash says shard %d", r.Key, sh.ID, h.Int64())
+			}
+			if prevSeq != "" && event.CompareSeq(prevSeq, r.Seq) >= 0 {
+				t.Fatalf("sequence numbers do not rise: %s then %s", prevSeq, r.Seq)
+			}
+			prevSeq = r.Seq
+			d, ok := ParseData(k.Data)
+			if !ok || d.Key != r.Key {
+				t.Fatalf("data %s: %+v %v", k.Data, d, ok)
+			}
+			if d.N != lastN[d.Key]+1 {
+				t.Fatalf("key %s: n %d after %d", d.Key, d.N, lastN[d.Key])
+			}
+			lastN[d.Key] = d.N
+			if len(k.Data) != 120 {
+				t.Fatalf("data is %d bytes, want the size 120: %s", len(k.Data), k.Data)
+			}
+			if d.Generated.IsZero() || d.Generated.Sub(r.Arrival).Abs() > time.Microsecond {
+				t.Fatalf("generated %v, arrival %v", d.Generated, r.Arrival)
+			}
+		}
+	}
+	if total != 1000 {
+		t.Fatalf("%d records in all, want 1000", total)
+	}
+	if len(lastN) != 50 {
+		t.Fatalf("%d keys seen, want 50", len(lastN))
+	}
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Done is not closed after every shard ended")
+	}
+	if s.Generated() != 1000 {
+		t.Fatalf("Generated = %d", s.Generated())
+	}
+}
+
+// stable is a record without its generation time, which is the one thing
+// a seed does not fix.
+type stable struct {
+	Key, Seq string
+	N        int64
+	Poison   bool
+	Pad      string
+}
+
+func stableOf(t *testing.T, recs []event.Record) []stable {
+	t.Helper()
+	out := make([]stable, len(recs))
+	for i, r := range recs {
+		data := kinesisRecord(t, r).Kinesis.Data
+		d, _ := ParseData(data)
+		var obj struct {
+			Pad string `json:"pad"`
+		}
+		if err := json.Unmarshal(data, &obj); err != nil {
+			t.Fatal(err)
+		}
+		out[i] = stable{r.Key, r.Seq, d.N, d.Poison, obj.Pad}
+	}
+	return out
+}
+
+func TestSeededAndResumable(t *testing.T) {
+	spec := Spec{Name: "gen", Shards: 2, Keys: 20, Count: 500, Seed: 42, Poison: 0.1, ReadSize: 37}
+	a, _ := New(Config{Spec: spec})
+	b, _ := New(Config{Spec: spec})
+	sh := "shardId-000000000001"
+	full := stableOf(t, readAll(t, a, sh, event.Start{Type: event.TrimHorizon}))
+	again := stableOf(t, readAll(t, b, sh, event.Start{Type: event.TrimHorizon}))
+	if diff := cmp.Diff(full, again); diff != "" {
+		t.Fatalf("same seed, different records (-a +b):\n%s", diff)
+	}
+	poison := 0
+	for _, r := range full {
+		if r.Poison {
+			poison++
+		}
+	}
+	if poison < len(full)/20 || poison > len(full)/5 {
+		t.Fatalf("%d poison records of %d at poison=0.1", poison, len(full))
+	}
+
+	for _, cut := range []int{0, 1, 100, len(full) - 1} {
+		c, _ := New(Config{Spec: spec})
+		rest := stableOf(t, readAll(t, c, sh, event.Start{Type: event.AfterSequence, Seq: full[cut].Seq}))
+		if diff := cmp.Diff(full[cut+1:], rest); diff != "" {
+			t.Fatalf("after record %d (-want +got):\n%s", cut, diff)
+		}
+		at := stableOf(t, readAll(t, c, sh, event.Start{Type: event.AtSequence, Seq: full[cut].Seq}))
+		if diff := cmp.Diff(full[cut:], at); diff != "" {
+			t.Fatalf("at record %d (-want +got):\n%s", cut, diff)
+		}
+	}
+
+	other, _ := New(Config{Spec: Spec{Name: "gen", Shards: 2, Keys: 20, Count: 500, Seed: 43, Poison: 0.1, ReadSize: 37}})
+	if cmp.Equal(full, stableOf(t, readAll(t, other, sh, event.Start{Type: event.TrimHorizon}))) {
+		t.Fatal("another seed made the same records")
+	}
+	if _, err := a.Open(context.Background(), event.Shard{ID: sh}, event.Start{Type: event.AfterSequence, Seq: "12345"}); err == nil {
+		t.Fatal("a foreign sequence number was accepted")
+	}
+	if _, err := a.Open(context.Background(), event.Shard{ID: "shardId-000000000009"}, event.Start{Type: event.TrimHorizon}); err == nil {
+		t.Fatal("an unknown shard was opened")
+	}
+}
+
+func TestRateAndDuration(t *testing.T) {
+	t.Run("rate", func(t *testing.T) {
+		// 1 shard at 200 records/s: 100 records take about half a second.
+		s, _ := New(Config{Spec: Spec{Name: "r", Shards: 1, Keys: 5, Count: 100, Rate: 200}})
+		start := time.Now()
+		recs := readAll(t, s, "shardId-000000000000", event.Start{Type: event.TrimHorizon})
+		took := time.Since(start)
+		if len(recs) != 100 {
+			t.Fatalf("%d records", len(recs))
+		}
+		if took < 450*time.Millisecond || took > 2*time.Second {
+			t.Fatalf("100 records at 200/s took %s", took)
+		}
+		for i := 1; i < len(recs); i++ {
+			gap := recs[i].Arrival.Sub(recs[i-1].Arrival)
+			if gap < 4*time.Millisecond || gap > 6*time.Millisecond {
+				t.Fatalf("arrival gap %s between records %d and %d, want 5ms", gap, i-1, i)
+			}
+		}
+	})
+	t.Run("duration", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "d", Shards: 2, Keys: 5, Rate: 100, Duration: 300 * time.Millisecond}})
+		start := time.Now()
+		n := len(readAll(t, s, "shardId-000000000000", event.Start{Type: event.TrimHorizon})) +
+			len(readAll(t, s, "shardId-000000000001", event.Start{Type: event.TrimHorizon}))
+		if took := time.Since(start); took < 250*time.Millisecond || took > 2*time.Second {
+			t.Fatalf("a 300ms generator ran %s", took)
+		}
+		if n < 10 || n > 40 {
+			t.Fatalf("%d records in 300ms at 100/s", n)
+		}
+	})
+	t.Run("cancel", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "c", Shards: 1, Keys: 5, Rate: 0.01}})
+		r, _ := s.Open(context.Background(), event.Shard{ID: "shardId-000000000000"}, event.Start{Type: event.TrimHorizon})
+		if _, err := r.Read(context.Background()); err != nil { // the first record is due at once
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if _, err := r.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("err = %v", err)
+		}
+		if s.Finite() {
+			t.Fatal("a generator without count or duration says it is finite")
+		}
+	})
+}
+
+func TestShapesAndPayloads(t *testing.T) {
+	t.Run("dynamodb", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "tbl", Shards: 1, Keys: 3, Count: 10, Shape: event.DynamoDB}})
+		recs := readAll(t, s, "shardId-000000000000", event.Start{Type: event.TrimHorizon})
+		payload := event.AppendEvent(nil, recs)
+		var ev events.DynamoDBEvent
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if len(ev.Records) != 10 || ev.Records[0].EventName != "INSERT" ||
+			ev.Records[0].EventSourceArn != "arn:aws:dynamodb:us-east-1:000000000000:table/tbl/stream/1970-01-01T00:00:00.000" {
+			t.Fatalf("event %s", payload)
+		}
+		var ns []int64
+		if err := ScanEvent(payload, func(d []byte) {
+			pd, ok := ParseData(d)
+			if !ok || pd.Key != ev.Records[len(ns)].Change.Keys["pk"].String() {
+				t.Fatalf("data %s", d)
+			}
+			ns = append(ns, pd.N)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(ns) != 10 {
+			t.Fatalf("scanned %d records", len(ns))
+		}
+	})
+	t.Run("kinesis scan", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "k", Shards: 1, Keys: 3, Count: 10}})
+		recs := readAll(t, s, "shardId-000000000000", event.Start{Type: event.TrimHorizon})
+		var keys []string
+		if err := ScanEvent(event.AppendEvent(nil, recs), func(d []byte) {
+			pd, _ := ParseData(d)
+			keys = append(keys, pd.Key)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range recs {
+			if keys[i] != r.Key {
+				t.Fatalf("record %d: scanned key %q, want %q", i, keys[i], r.Key)
+			}
+		}
+	})
+	t.Run("template", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "t", Shards: 1, Keys: 1, Count: 2, Size: 40, Template: `<{{key}}|{{n}}|{{pad}}|{{shard}}|{{x}}>`}})
+		recs := readAll(t, s, "shardId-000000000000", event.Start{Type: event.TrimHorizon})
+		d := string(kinesisRecord(t, recs[1]).Kinesis.Data)
+		if len(d) != 40 || !strings.HasPrefix(d, "<key-0|2|") || !strings.HasSuffix(d, "|shardId-000000000000|{{x}}>") {
+			t.Fatalf("templated data %q", d)
+		}
+	})
+	t.Run("random", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "r", Shards: 1, Keys: 1, Count: 2, Size: 33, Payload: PayloadRandom}})
+		recs := readAll(t, s, "shardId-000000000000", event.Start{Type: event.TrimHorizon})
+		if d := kinesisRecord(t, recs[0]).Kinesis.Data; len(d) != 33 {
+			t.Fatalf("random data of %d bytes", len(d))
+		}
+	})
+	t.Run("shards without keys", func(t *testing.T) {
+		s, _ := New(Config{Spec: Spec{Name: "few", Shards: 16, Keys: 2, Count: 100}})
+		total := 0
+		for i := 0; i < 16; i++ {
+			id := "shardId-" + strings.Repeat("0", 10) + string(rune('0'+i/10)) + string(rune('0'+i%10))
+			total += len(readAll(t, s, id, event.Start{Type: event.TrimHorizon}))
+		}
+		if total != 100 {
+			t.Fatalf("%d records, want 100", total)
+		}
+	})
+}
+
+func TestParseData(t *testing.T) {
+	d, ok := ParseData([]byte(`{"poison":true,"n":12,"t":1000000007,"k":"key-7","pad":"x"}`))
+	want := Data{Key: "key-7", N: 12, Generated: time.Unix(1, 7), Poison: true}
+	if !ok || !d.Generated.Equal(want.Generated) || d.Key != want.Key || d.N != want.N || !d.Poison {
+		t.Fatalf("got %+v %v", d, ok)
+	}
+	for _, bad := range []string{`{}`, `{"k":"a"}`, `{"k":"a","n":x}`, `{"k":"a`} {
+		if _, ok := ParseData([]byte(bad)); ok {
+			t.Errorf("%s parsed", bad)
+		}
+	}
+}

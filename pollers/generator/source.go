@@ -1,0 +1,435 @@
+package generator
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/bits"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/mapping"
+)
+
+// Config configures a Source.
+type Config struct {
+	// Spec describes the records; ParseURL's result, or a Spec whose zero
+	// fields take their defaults.
+	Spec Spec
+	// InvokeIdentityARN is the invokeIdentityArn of Kinesis-shaped records;
+	// arn:aws:iam::000000000000:role/esmd when empty.
+	InvokeIdentityARN string
+	// Logger receives lifecycle messages; discarded when nil.
+	Logger *slog.Logger
+}
+
+// Source generates records. It implements mapping.Source and is safe for
+// concurrent use; each reader it opens is used by one goroutine at a time.
+type Source struct {
+	spec     Spec
+	log      *slog.Logger
+	shards   []*shardPlan
+	list     []event.Shard
+	keyNames []string
+	ddbKeys  [][]byte // typed-JSON Keys per key, for shape=dynamodb
+	pad      []byte   // seeded padding and random payload pool
+	kenc     *event.KinesisEncoder
+	denc     *event.DynamoDBEncoder
+	tmpl     []segment
+	deadline time.Time // zero: none
+
+	generated atomic.Int64
+	ended     atomic.Int64 // shards read to their end
+	doneOnce  sync.Once
+	done      chan struct{}
+}
+
+// shardPlan is what one shard generates.
+type shardPlan struct {
+	idx   int
+	id    string
+	keys  []int32 // the keys hashed onto this shard
+	count int64   // records to generate; -1 for no limit
+	rate  float64 // records per second; 0 as fast as read
+	ended atomic.Bool
+}
+
+var _ mapping.Source = (*Source)(nil)
+
+// New returns a Source for cfg.Spec. The duration, when set, starts now. It
+// starts nothing: records are generated as readers read them.
+func New(cfg Config) (*Source, error) {
+	sp := cfg.Spec
+	if err := sp.withDefaults(); err != nil {
+		return nil, fmt.Errorf("generator %s: %w", sp.Name, err)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	idARN := cfg.InvokeIdentityARN
+	if idARN == "" {
+		idARN = "arn:aws:iam::" + Account + ":role/esmd"
+	}
+	s := &Source{spec: sp, log: log, done: make(chan struct{})}
+	if sp.Shape == event.DynamoDB {
+		s.denc = event.NewDynamoDBEncoder(Region, sp.StreamARN())
+	} else {
+		s.kenc = event.NewKinesisEncoder(Region, sp.StreamARN(), idARN)
+	}
+	if sp.Template != "" {
+		s.tmpl = parseTemplate(sp.Template)
+	}
+	if sp.Duration > 0 {
+		s.deadline = time.Now().Add(sp.Duration)
+	}
+
+	// Keys and their shards: the MD5 of the key, as a 128-bit number, falls
+	// into one of Shards equal hash key ranges, as in Kinesis.
+	s.keyNames = make([]string, sp.Keys)
+	s.shards = make([]*shardPlan, sp.Shards)
+	for i := range s.shards {
+		s.shards[i] = &shardPlan{idx: i, id: fmt.Sprintf("shardId-%012d", i)}
+	}
+	for k := range s.keyNames {
+		name := "key-" + strconv.Itoa(k)
+		s.keyNames[k] = name
+		sum := md5.Sum([]byte(name))
+		hi, _ := bits.Mul64(binary.BigEndian.Uint64(sum[:8]), uint64(sp.Shards))
+		sh := s.shards[hi]
+		sh.keys = append(sh.keys, int32(k))
+	}
+	if sp.Shape == event.DynamoDB {
+		s.ddbKeys = make([][]byte, sp.Keys)
+		for k, name := range s.keyNames {
+			s.ddbKeys[k] = fmt.Appendf(nil, `{"pk":{"S":%q}}`, name)
+		}
+	}
+	// Counts and rates in proportion to the keys each shard holds; the
+	// counts add up to Count exactly.
+	cum := 0
+	for _, sh := range s.shards {
+		lo := cum
+		cum += len(sh.keys)
+		sh.count = -1
+		if sp.Count > 0 {
+			sh.count = sp.Count*int64(cum)/int64(sp.Keys) - sp.Count*int64(lo)/int64(sp.Keys)
+		}
+		sh.rate = sp.Rate * float64(len(sh.keys)) / float64(sp.Keys)
+	}
+	s.list = make([]event.Shard, len(s.shards))
+	for i, sh := range s.shards {
+		s.list[i] = event.Shard{ID: sh.id}
+	}
+
+	// The pool padding and random payloads are cut from.
+	s.pad = make([]byte, 64<<10+sp.Size)
+	st := uint64(sp.Seed)
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	for i := range s.pad {
+		st = splitmix(st)
+		if sp.Payload == PayloadRandom {
+			s.pad[i] = byte(st)
+		} else {
+			s.pad[i] = alphabet[st%uint64(len(alphabet))]
+		}
+	}
+	return s, nil
+}
+
+// Spec returns the effective spec, defaults applied.
+func (s *Source) Spec() Spec { return s.spec }
+
+// Kind is the shape of the records: event.Kinesis or event.DynamoDB.
+func (s *Source) Kind() event.Kind { return s.spec.Shape }
+
+// Finite reports that every shard ends: the spec has a count or a duration.
+func (s *Source) Finite() bool { return s.spec.Finite() }
+
+// Generated is how many records readers have generated so far, re-generated
+// ones (after a reopen) included.
+func (s *Source) Generated() int64 { return s.generated.Load() }
+
+// ShardCount returns how many records shard id generates in all; -1 when
+// unbounded.
+func (s *Source) ShardCount(id string) int64 {
+	for _, sh := range s.shards {
+		if sh.id == id {
+			return sh.count
+		}
+	}
+	return 0
+}
+
+// Done is closed once every shard was read to its end. It never closes for a
+// spec that is not Finite.
+func (s *Source) Done() <-chan struct{} { return s.done }
+
+// Shards lists the shards; they never change. It does not block.
+func (s *Source) Shards(ctx context.Context) ([]event.Shard, error) {
+	out := make([]event.Shard, len(s.list))
+	copy(out, s.list)
+	return out, nil
+}
+
+// Open returns a reader of shard sh from start. AFTER_SEQUENCE_NUMBER and
+// AT_SEQUENCE_NUMBER resume exactly there, regenerating the shard's earlier
+// records to restore the per-key sequence numbers; every other start
+// (TRIM_HORIZON, LATEST, AT_TIMESTAMP) begins with the shard's first record,
+// since a generator's records only exist once read.
+func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (mapping.ShardReader, error) {
+	var plan *shardPlan
+	for _, p := range s.shards {
+		if p.id == sh.ID {
+			plan = p
+		}
+	}
+	if plan == nil {
+		return nil, fmt.Errorf("generator %s: open %s: no such shard", s.spec.Name, sh.ID)
+	}
+	var next int64
+	switch start.Type {
+	case event.AfterSequence, event.AtSequence:
+		n, err := s.parseSeq(plan, start.Seq)
+		if err != nil {
+			return nil, fmt.Errorf("generator %s: open %s: %w", s.spec.Name, sh.ID, err)
+		}
+		next = n
+		if start.Type == event.AtSequence {
+			next = n - 1
+		}
+	}
+	r := &reader{src: s, sh: plan, perKey: make([]int64, len(plan.keys)), t0: time.Now()}
+	if plan.count >= 0 && next > plan.count {
+		next = plan.count
+	}
+	for j := int64(0); j < next; j++ {
+		r.perKey[r.pick(j)]++
+	}
+	r.next, r.j0 = next, next
+	return r, nil
+}
+
+// seqDigits is the width of the record number in a sequence number.
+const seqDigits = 20
+
+// appendSeq appends the sequence number of record j (0-based) of shard idx:
+// "49", the shard index in 6 digits, then j+1 in 20 digits. Fixed widths keep
+// the numbers rising within a shard.
+func appendSeq(b []byte, idx int, j int64) []byte {
+	b = append(b, '4', '9')
+	b = appendPadded(b, uint64(idx), 6)
+	return appendPadded(b, uint64(j+1), seqDigits)
+}
+
+func appendPadded(b []byte, v uint64, width int) []byte {
+	var tmp [20]byte
+	d := strconv.AppendUint(tmp[:0], v, 10)
+	for i := len(d); i < width; i++ {
+		b = append(b, '0')
+	}
+	return append(b, d...)
+}
+
+// parseSeq returns the record number (1-based) a sequence number of shard
+// plan names.
+func (s *Source) parseSeq(plan *shardPlan, seq string) (int64, error) {
+	prefix := string(appendPadded([]byte("49"), uint64(plan.idx), 6))
+	if len(seq) != len(prefix)+seqDigits || seq[:len(prefix)] != prefix {
+		return 0, fmt.Errorf("sequence number %q is not one of this shard's", seq)
+	}
+	n, err := strconv.ParseInt(seq[len(prefix):], 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("sequence number %q is not one of this shard's", seq)
+	}
+	return n, nil
+}
+
+// splitmix is one step of SplitMix64: a fast, well-mixed 64-bit hash.
+func splitmix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+// draw returns the random number of stream kind for record j of shard idx.
+func (s *Source) draw(idx int, j int64, kind uint64) uint64 {
+	return splitmix(splitmix(uint64(s.spec.Seed)^kind<<56^uint64(idx)<<40) ^ uint64(j))
+}
+
+func (s *Source) shardEnded(sh *shardPlan) {
+	if sh.ended.CompareAndSwap(false, true) {
+		if s.ended.Add(1) == int64(len(s.shards)) {
+			s.doneOnce.Do(func() { close(s.done) })
+			s.log.Info("generator finished", "generator", s.spec.Name, "generated", s.generated.Load())
+		}
+	}
+}
+
+// reader reads one shard. It is used by one goroutine at a time.
+type reader struct {
+	src    *Source
+	sh     *shardPlan
+	perKey []int64 // records generated so far per key of the shard
+	next   int64   // the next record's number, 0-based
+	j0     int64   // next when the reader was opened
+	t0     time.Time
+	timer  *time.Timer
+	data   []byte // scratch for one record's data
+	seqs   []byte // scratch for one read's sequence numbers
+}
+
+// pick returns the index, in the shard's key list, of record j's key.
+func (r *reader) pick(j int64) int {
+	return int(r.src.draw(r.sh.idx, j, 1) % uint64(len(r.sh.keys)))
+}
+
+// Read returns the records due now, at most ReadSize, waiting until at least
+// one is due. At the shard's end it returns mapping.ErrShardClosed. It
+// returns ctx.Err() when ctx ends while it waits.
+func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
+	s, sh := r.src, r.sh
+	for {
+		now := time.Now()
+		if (sh.count >= 0 && r.next >= sh.count) || (!s.deadline.IsZero() && !now.Before(s.deadline)) {
+			s.shardEnded(sh)
+			return mapping.ReadResult{}, mapping.ErrShardClosed
+		}
+		n := int64(s.spec.ReadSize)
+		if sh.count >= 0 {
+			n = min(n, sh.count-r.next)
+		}
+		var wait time.Duration
+		switch {
+		case len(sh.keys) == 0:
+			// No key hashes onto this shard: it stays empty.
+			n, wait = 0, time.Duration(math.MaxInt64)
+		case sh.rate > 0:
+			due := int64(now.Sub(r.t0).Seconds()*sh.rate) + 1 - (r.next - r.j0)
+			if due <= 0 {
+				at := r.t0.Add(time.Duration(float64(r.next-r.j0) / sh.rate * float64(time.Second)))
+				n, wait = 0, max(at.Sub(now), time.Millisecond)
+			} else {
+				n = min(n, due)
+			}
+		}
+		if n > 0 {
+			return mapping.ReadResult{Records: r.generate(int(n), now), MillisBehind: -1}, nil
+		}
+		if !s.deadline.IsZero() {
+			wait = min(wait, s.deadline.Sub(now))
+		}
+		if err := r.sleep(ctx, wait); err != nil {
+			return mapping.ReadResult{}, err
+		}
+	}
+}
+
+func (r *reader) sleep(ctx context.Context, d time.Duration) error {
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d)
+	}
+	select {
+	case <-r.timer.C:
+		return nil
+	case <-ctx.Done():
+		r.timer.Stop()
+		return ctx.Err()
+	}
+}
+
+// generate makes the next n records; now is the arrival time of records
+// generated as fast as read.
+func (r *reader) generate(n int, now time.Time) []event.Record {
+	s, sh := r.src, r.sh
+	recs := make([]event.Record, n)
+	// One string holds the sequence numbers of the whole read.
+	r.seqs = r.seqs[:0]
+	for i := 0; i < n; i++ {
+		r.seqs = appendSeq(r.seqs, sh.idx, r.next+int64(i))
+	}
+	seqs := string(r.seqs)
+	w := len(seqs) / n
+	for i := range recs {
+		j := r.next
+		r.next++
+		k := r.pick(j)
+		r.perKey[k]++
+		key := int(sh.keys[k])
+		arrival := now
+		if sh.rate > 0 {
+			arrival = r.t0.Add(time.Duration(float64(j-r.j0) / sh.rate * float64(time.Second)))
+		}
+		seq := seqs[i*w : (i+1)*w]
+		poison := s.spec.Poison > 0 && float64(s.draw(sh.idx, j, 2)>>11)/(1<<53) < s.spec.Poison
+		r.data = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, poison, seq)
+		if s.kenc != nil {
+			recs[i] = s.kenc.Encode(sh.id, s.keyNames[key], seq, r.data, arrival)
+		} else {
+			recs[i] = s.encodeDynamoDB(key, seq, r.data, arrival)
+		}
+	}
+	s.generated.Add(int64(n))
+	return recs
+}
+
+// appendData appends the data of record j.
+func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, at time.Time, poison bool, seq string) []byte {
+	size := s.spec.Size
+	off := int(s.draw(sh.idx, j, 3) % uint64(len(s.pad)-size))
+	if s.spec.Payload == PayloadRandom {
+		return append(b, s.pad[off:off+size]...)
+	}
+	if s.tmpl != nil {
+		return s.appendTemplate(b, sh, key, n, at, poison, seq, off)
+	}
+	b = append(b, `{"k":"`...)
+	b = append(b, s.keyNames[key]...)
+	b = append(b, `","n":`...)
+	b = strconv.AppendInt(b, n, 10)
+	b = append(b, `,"t":`...)
+	b = strconv.AppendInt(b, at.UnixNano(), 10)
+	b = append(b, `,"poison":`...)
+	b = strconv.AppendBool(b, poison)
+	b = append(b, `,"pad":"`...)
+	if padLen := size - len(b) - 2; padLen > 0 {
+		b = append(b, s.pad[off:off+padLen]...)
+	}
+	return append(b, `"}`...)
+}
+
+// encodeDynamoDB makes an INSERT of item {pk: key, data: <data as string>}.
+func (s *Source) encodeDynamoDB(key int, seq string, data []byte, at time.Time) event.Record {
+	img := make([]byte, 0, len(data)+64)
+	img = append(img, s.ddbKeys[key][:len(s.ddbKeys[key])-1]...)
+	img = append(img, `,"data":{"S":`...)
+	img = event.AppendJSONString(img, string(data))
+	img = append(img, `}}`...)
+	return s.denc.Encode(event.DynamoDBRecord{
+		EventID:                     seq[len(seq)-seqDigits:],
+		EventName:                   "INSERT",
+		ApproximateCreationDateTime: at,
+		Keys:                        s.ddbKeys[key],
+		NewImage:                    img,
+		SequenceNumber:              seq,
+		SizeBytes:                   int64(len(img)),
+		StreamViewType:              "NEW_IMAGE",
+	})
+}
+
+// Close releases the reader.
+func (r *reader) Close() error {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	return nil
+}

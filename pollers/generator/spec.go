@@ -1,0 +1,251 @@
+package generator
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// Scheme is the URL scheme of generator sources.
+const Scheme = "generator://"
+
+// Defaults of a Spec.
+const (
+	DefaultShards   = 4
+	DefaultKeys     = 1000
+	DefaultSize     = 100
+	DefaultSeed     = 1
+	DefaultReadSize = 1000
+	// Region and Account are those of the stream ARN a generator's records
+	// name.
+	Region  = "us-east-1"
+	Account = "000000000000"
+	// MaxShards bounds shards= (Kinesis's default account quota is far
+	// below).
+	MaxShards = 100000
+)
+
+// Payload kinds of a Spec.
+const (
+	// PayloadJSON is the default: the JSON object that ParseData reads.
+	PayloadJSON = "json"
+	// PayloadRandom is Size seeded random bytes, without a key or sequence.
+	PayloadRandom = "random"
+)
+
+// Spec describes a generator. The zero value of a field means its default.
+type Spec struct {
+	// Name is the stream name, in the stream ARN of the records.
+	Name string
+	// Shards is the number of shards; DefaultShards when zero.
+	Shards int
+	// Rate is the target rate in records per second over all shards; zero
+	// generates as fast as the records are read.
+	Rate float64
+	// Keys is the number of distinct partition keys; DefaultKeys when zero.
+	Keys int
+	// Size is the approximate size of a record's data in bytes; DefaultSize
+	// when zero. JSON payloads are padded up to it.
+	Size int
+	// Count is the number of records over all shards; zero for no limit.
+	Count int64
+	// Duration ends generation this long after the source was made; zero
+	// for no limit. A spec with neither Count nor Duration never ends.
+	Duration time.Duration
+	// Seed makes runs reproducible; DefaultSeed when zero.
+	Seed int64
+	// Shape is event.Kinesis (default) or event.DynamoDB.
+	Shape event.Kind
+	// Poison is the fraction (0–1) of records flagged "poison":true.
+	Poison float64
+	// Payload is PayloadJSON (default) or PayloadRandom.
+	Payload string
+	// Template, when set, replaces the JSON payload: {{key}}, {{n}}, {{t}},
+	// {{poison}}, {{pad}}, {{seq}} and {{shard}} are replaced per record.
+	Template string
+	// ReadSize is the most records one Read returns; DefaultReadSize when
+	// zero.
+	ReadSize int
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+
+// ParseURL parses generator://NAME?key=value&… into a Spec with its
+// defaults applied. Keys: shards, rate, keys, size, count, duration, seed,
+// shape (kinesis|dynamodb), poison, payload (json|random), template,
+// readsize. In a template, write %26 for & and %2B for +.
+func ParseURL(s string) (Spec, error) {
+	rest, ok := strings.CutPrefix(s, Scheme)
+	if !ok {
+		return Spec{}, fmt.Errorf("%q: a generator source starts with %s", s, Scheme)
+	}
+	name, query, _ := strings.Cut(rest, "?")
+	sp := Spec{Name: name}
+	vals, err := url.ParseQuery(query)
+	if err != nil {
+		return Spec{}, fmt.Errorf("%q: query: %w", s, err)
+	}
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	for key, vs := range vals {
+		v := vs[len(vs)-1]
+		if len(vs) > 1 {
+			bad(key, "given %d times", len(vs))
+		}
+		var err error
+		switch key {
+		case "shards":
+			sp.Shards, err = strconv.Atoi(v)
+		case "rate":
+			sp.Rate, err = strconv.ParseFloat(v, 64)
+		case "keys":
+			sp.Keys, err = strconv.Atoi(v)
+		case "size":
+			sp.Size, err = strconv.Atoi(v)
+		case "count":
+			sp.Count, err = strconv.ParseInt(v, 10, 64)
+		case "duration":
+			sp.Duration, err = time.ParseDuration(v)
+		case "seed":
+			sp.Seed, err = strconv.ParseInt(v, 10, 64)
+		case "shape":
+			sp.Shape = event.Kind(v)
+		case "poison":
+			sp.Poison, err = strconv.ParseFloat(v, 64)
+		case "payload":
+			sp.Payload = v
+		case "template":
+			sp.Template = v
+		case "readsize":
+			sp.ReadSize, err = strconv.Atoi(v)
+		default:
+			bad(key, "unknown key (known: shards, rate, keys, size, count, duration, seed, shape, poison, payload, template, readsize)")
+			continue
+		}
+		if err != nil {
+			bad(key, "%q is not a valid value", v)
+		}
+		if v == "0" && (key == "shards" || key == "keys" || key == "size" || key == "readsize") {
+			bad(key, "0 is not between 1 and its maximum")
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Spec{}, fmt.Errorf("%q: %w", s, err)
+	}
+	if err := sp.withDefaults(); err != nil {
+		return Spec{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return sp, nil
+}
+
+// withDefaults fills in defaults and validates the spec.
+func (s *Spec) withDefaults() error {
+	if s.Shards == 0 {
+		s.Shards = DefaultShards
+	}
+	if s.Keys == 0 {
+		s.Keys = DefaultKeys
+	}
+	if s.Size == 0 {
+		s.Size = DefaultSize
+	}
+	if s.Seed == 0 {
+		s.Seed = DefaultSeed
+	}
+	if s.Shape == "" {
+		s.Shape = event.Kinesis
+	}
+	if s.Payload == "" {
+		s.Payload = PayloadJSON
+	}
+	if s.ReadSize == 0 {
+		s.ReadSize = DefaultReadSize
+	}
+	var errs []error
+	if !nameRE.MatchString(s.Name) {
+		errs = append(errs, fmt.Errorf("name %q must be 1 to 128 letters, digits, _ . or -", s.Name))
+	}
+	if s.Shards < 1 || s.Shards > MaxShards {
+		errs = append(errs, fmt.Errorf("shards: %d is not between 1 and %d", s.Shards, MaxShards))
+	}
+	if s.Rate < 0 {
+		errs = append(errs, fmt.Errorf("rate: %g must not be negative", s.Rate))
+	}
+	if s.Keys < 1 {
+		errs = append(errs, fmt.Errorf("keys: %d must be at least 1", s.Keys))
+	}
+	if s.Size < 1 || s.Size > 1<<20 {
+		errs = append(errs, fmt.Errorf("size: %d is not between 1 and 1048576", s.Size))
+	}
+	if s.Count < 0 {
+		errs = append(errs, fmt.Errorf("count: %d must not be negative", s.Count))
+	}
+	if s.Duration < 0 {
+		errs = append(errs, fmt.Errorf("duration: %s must not be negative", s.Duration))
+	}
+	if s.Shape != event.Kinesis && s.Shape != event.DynamoDB {
+		errs = append(errs, fmt.Errorf("shape: %q is not kinesis or dynamodb", s.Shape))
+	}
+	if s.Poison < 0 || s.Poison > 1 {
+		errs = append(errs, fmt.Errorf("poison: %g is not between 0 and 1", s.Poison))
+	}
+	if s.Payload != PayloadJSON && s.Payload != PayloadRandom {
+		errs = append(errs, fmt.Errorf("payload: %q is not json or random", s.Payload))
+	}
+	if s.Template != "" && s.Payload == PayloadRandom {
+		errs = append(errs, errors.New("template: does not apply to payload=random"))
+	}
+	if s.ReadSize < 1 || s.ReadSize > 10000 {
+		errs = append(errs, fmt.Errorf("readsize: %d is not between 1 and 10000", s.ReadSize))
+	}
+	return errors.Join(errs...)
+}
+
+// Finite reports that the spec ends: it has a count or a duration.
+func (s Spec) Finite() bool { return s.Count > 0 || s.Duration > 0 }
+
+// StreamARN is the ARN the records name: a Kinesis stream ARN, or a DynamoDB
+// stream ARN for shape=dynamodb.
+func (s Spec) StreamARN() string {
+	if s.Shape == event.DynamoDB {
+		return fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s/stream/1970-01-01T00:00:00.000", Region, Account, s.Name)
+	}
+	return fmt.Sprintf("arn:aws:kinesis:%s:%s:stream/%s", Region, Account, s.Name)
+}
+
+// URL returns the spec as a generator URL that ParseURL reads back to an
+// equal Spec; defaults are written out.
+func (s Spec) URL() string {
+	q := url.Values{}
+	q.Set("shards", strconv.Itoa(s.Shards))
+	if s.Rate > 0 {
+		q.Set("rate", strconv.FormatFloat(s.Rate, 'g', -1, 64))
+	}
+	q.Set("keys", strconv.Itoa(s.Keys))
+	q.Set("size", strconv.Itoa(s.Size))
+	if s.Count > 0 {
+		q.Set("count", strconv.FormatInt(s.Count, 10))
+	}
+	if s.Duration > 0 {
+		q.Set("duration", s.Duration.String())
+	}
+	q.Set("seed", strconv.FormatInt(s.Seed, 10))
+	q.Set("shape", string(s.Shape))
+	if s.Poison > 0 {
+		q.Set("poison", strconv.FormatFloat(s.Poison, 'g', -1, 64))
+	}
+	q.Set("payload", s.Payload)
+	if s.Template != "" {
+		q.Set("template", s.Template)
+	}
+	q.Set("readsize", strconv.Itoa(s.ReadSize))
+	return Scheme + s.Name + "?" + q.Encode()
+}

@@ -104,6 +104,10 @@ func (d *Kafka) Send(ctx context.Context, f *event.Failure) error {
 		Headers: []kafka.Header{{Key: "content-type", Value: []byte("application/json")}},
 	}
 	if err := w.WriteMessages(ctx, msg); err != nil {
+		// kafka-go keeps a broker's failed connection and its metadata
+		// until the metadata expires; start afresh so that the engine's
+		// next attempt reaches a broker that is back.
+		d.resetConns()
 		var werrs kafka.WriteErrors
 		if errors.As(err, &werrs) && len(werrs) == 1 && werrs[0] != nil {
 			err = werrs[0]
@@ -143,6 +147,16 @@ func (d *Kafka) writer() (*kafka.Writer, error) {
 		}
 	}
 	return d.w, nil
+}
+
+// resetConns drops the transport's connection pools; Sends in flight keep
+// theirs.
+func (d *Kafka) resetConns() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.tr != nil {
+		d.tr.CloseIdleConnections()
+	}
 }
 
 // Close flushes and closes the writer, if one was built, and makes later

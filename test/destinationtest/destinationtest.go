@@ -148,9 +148,11 @@ func Run(t *testing.T, d Target) {
 		}
 		d.Heal(t)
 		healed = true
+		healedAt := time.Now()
 		if err := <-done; err != nil {
 			t.Fatalf("retry loop after the server healed: %v", err)
 		}
+		t.Logf("delivered %s after the server healed, after %d attempts", time.Since(healedAt).Round(time.Millisecond), attempts.Load())
 		if f := failed.Load(); f < 2 {
 			t.Errorf("%d failed attempts before delivery, want at least 2", f)
 		}

@@ -66,22 +66,26 @@ func HTTPHandler() http.Handler {
 // NATSService adds the test function to nc as a nats.go micro service
 // answering requests on subject. A failure is answered with micro's error
 // headers: Nats-Service-Error-Code is the errorType, Nats-Service-Error the
-// message. A sleep is cut short after 10 s.
+// message. Requests run concurrently; a sleep is cut short after 10 s.
 func NATSService(nc *nats.Conn, subject string) (micro.Service, error) {
 	return micro.AddService(nc, micro.Config{
 		Name:    "esmdtest",
 		Version: "1.0.0",
 		Endpoint: &micro.EndpointConfig{
 			Subject: subject,
+			// micro calls a handler for one request at a time; each
+			// request runs in its own goroutine, as a concurrent function.
 			Handler: micro.HandlerFunc(func(req micro.Request) {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				resp, typ, err := run(ctx, req.Data())
-				if err != nil {
-					_ = req.Error(typ, err.Error(), nil)
-					return
-				}
-				_ = req.Respond(resp)
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					resp, typ, err := run(ctx, req.Data())
+					if err != nil {
+						_ = req.Error(typ, err.Error(), nil)
+						return
+					}
+					_ = req.Respond(resp)
+				}()
 			}),
 		},
 	})

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/esmd-dev/esmd/pollers/generator"
 )
 
 // SourceKind is the type of an event source.
@@ -19,6 +21,9 @@ const (
 	SourceKinesis  SourceKind = "kinesis"
 	SourceDynamoDB SourceKind = "dynamodb"
 	SourceSQS      SourceKind = "sqs"
+	// SourceGenerator is esmd's synthetic stream (generator://NAME?…), for
+	// load tests and demos.
+	SourceGenerator SourceKind = "generator"
 )
 
 // Source is a parsed EventSourceArn.
@@ -38,17 +43,26 @@ type Source struct {
 	StreamLabel string
 	// FIFO reports an SQS FIFO queue (name ends in .fifo).
 	FIFO bool
+	// Generator is the parsed generator:// URL of a generator source, with
+	// its defaults applied.
+	Generator *generator.Spec
 }
 
-// IsStream reports a Kinesis or DynamoDB stream source.
-func (s Source) IsStream() bool { return s.Kind == SourceKinesis || s.Kind == SourceDynamoDB }
+// IsStream reports a Kinesis or DynamoDB stream source, or a generator
+// (which behaves as a stream).
+func (s Source) IsStream() bool {
+	return s.Kind == SourceKinesis || s.Kind == SourceDynamoDB || s.Kind == SourceGenerator
+}
 
 // EFO reports a Kinesis enhanced fan-out consumer.
 func (s Source) EFO() bool { return s.Kind == SourceKinesis && s.Consumer != "" }
 
-// StreamARN is the ARN of the Kinesis stream of a consumer ARN; for other
-// sources it is ARN.
+// StreamARN is the ARN of the Kinesis stream of a consumer ARN, and the
+// stream ARN that a generator's records name; for other sources it is ARN.
 func (s Source) StreamARN() string {
+	if s.Generator != nil {
+		return s.Generator.StreamARN()
+	}
 	if s.EFO() {
 		if i := strings.Index(s.ARN, "/consumer/"); i >= 0 {
 			return s.ARN[:i]
@@ -62,6 +76,8 @@ func (s Source) label() string {
 	switch {
 	case s.EFO():
 		return "Kinesis enhanced fan-out consumer"
+	case s.Kind == SourceGenerator:
+		return "generator source"
 	case s.Kind == SourceKinesis:
 		return "Kinesis stream"
 	case s.Kind == SourceDynamoDB:
@@ -75,7 +91,7 @@ func (s Source) label() string {
 // limitLabel names the source type in range messages ("the Kinesis maximum").
 func (s Source) limitLabel() string {
 	switch {
-	case s.Kind == SourceKinesis:
+	case s.Kind == SourceKinesis, s.Kind == SourceGenerator:
 		return "Kinesis"
 	case s.Kind == SourceDynamoDB:
 		return "DynamoDB Streams"
@@ -110,6 +126,14 @@ func splitARN(s string) (arnParts, bool) {
 // ParseSource parses an EventSourceArn. Regions are not checked against a
 // list, so local servers' regions (ddblocal) are accepted.
 func ParseSource(arn string) (Source, error) {
+	if strings.HasPrefix(arn, generator.Scheme) {
+		spec, err := generator.ParseURL(arn)
+		if err != nil {
+			return Source{}, err
+		}
+		return Source{Kind: SourceGenerator, ARN: arn, Partition: "aws", Region: generator.Region,
+			Account: generator.Account, Resource: spec.Name, Generator: &spec}, nil
+	}
 	p, ok := splitARN(arn)
 	if !ok {
 		return Source{}, fmt.Errorf("%q is not an ARN: %w", arn, errSourceForm)

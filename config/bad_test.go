@@ -232,6 +232,12 @@ var badConfigs = map[string][]string{
 		"mappings[0].esmd.uuid (line 7): \"not-a-uuid\" is not a UUID like 6f1d2c3b-0a4e-4c2f-9b8d-1e2f3a4b5c6d",
 		"mappings[2].esmd.uuid (line 15): 0b7e2c4a-2e3f-4d5c-8b9a-1c2d3e4f5a6b is already used by mappings[1]",
 	},
+	"generator": {
+		"mappings[0].EventSourceArn (line 5): \"generator://load?shards=0&colour=red\": colour: unknown key (known: shards, rate, keys, size, count, duration, seed, shape, poison, payload, template, readsize); shards: 0 is not between 1 and its maximum",
+		"mappings[1].StartingPosition (line 9): AT_TIMESTAMP does not apply to a generator source; use TRIM_HORIZON",
+		"mappings[2].BatchSize (line 13): 10001 is above the Kinesis maximum 10000",
+		"mappings[2].ScalingConfig (line 14): does not apply to a generator source (it bounds SQS pollers)",
+	},
 	"yaml-syntax": {
 		"line 5: yaml-syntax.bad.yaml is not valid YAML: mapping values are not allowed in this context",
 	},

@@ -476,6 +476,10 @@ func (m *Mapping) checkStream(p *problems, at func(string) string) {
 	}
 
 	switch sp := m.StartingPosition; {
+	case sp == "" && src.Kind == SourceGenerator:
+		m.StartingPosition = "TRIM_HORIZON"
+	case sp == "AT_TIMESTAMP" && src.Kind == SourceGenerator:
+		p.add(at("StartingPosition"), "AT_TIMESTAMP does not apply to a generator source; use TRIM_HORIZON")
 	case sp == "":
 		p.add(at("StartingPosition"), "is required for %s: TRIM_HORIZON, LATEST or AT_TIMESTAMP", article(label))
 	case !slices.Contains(startingPositions, sp):
@@ -515,7 +519,7 @@ func (m *Mapping) checkStream(p *problems, at func(string) string) {
 	case src.EFO() && e.PollInterval != nil && e.PollInterval.Std() != 0:
 		p.add(at("esmd.pollInterval"), "does not apply to %s: records are pushed", article(label))
 	case e.PollInterval != nil:
-	case src.EFO():
+	case src.EFO(), src.Kind == SourceGenerator:
 		e.PollInterval = newDuration(0)
 	case src.Kind == SourceKinesis:
 		e.PollInterval = newDuration(DefaultKinesisPollInterval)

@@ -21,6 +21,7 @@ import (
 	"github.com/esmd-dev/esmd/invoke/httpfunc"
 	"github.com/esmd-dev/esmd/mapping"
 	"github.com/esmd-dev/esmd/pollers/dynamodbstreams"
+	"github.com/esmd-dev/esmd/pollers/generator"
 	"github.com/esmd-dev/esmd/pollers/kinesis"
 )
 
@@ -151,6 +152,12 @@ func newSource(s config.Settings, cl *clients, log *slog.Logger) (mapping.Source
 			Logger:       log,
 		})
 		return src, event.DynamoDB, err
+	case config.SourceGenerator:
+		src, err := generator.New(generator.Config{Spec: *s.Source.Generator, InvokeIdentityARN: s.InvokeIdentityArn, Logger: log})
+		if err != nil {
+			return nil, "", err
+		}
+		return src, src.Kind(), nil
 	}
 	return nil, "", fmt.Errorf("%s sources are not supported yet", s.Source.Kind)
 }

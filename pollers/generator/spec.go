@@ -3,8 +3,10 @@ package generator
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -91,11 +93,12 @@ func ParseURL(s string) (Spec, error) {
 	if err != nil {
 		return Spec{}, fmt.Errorf("%q: query: %w", s, err)
 	}
-	var errs []error
+	var errs []string
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+		errs = append(errs, fmt.Sprintf("%s: "+format, append([]any{key}, args...)...))
 	}
-	for key, vs := range vals {
+	for _, key := range slices.Sorted(maps.Keys(vals)) {
+		vs := vals[key]
 		v := vs[len(vs)-1]
 		if len(vs) > 1 {
 			bad(key, "given %d times", len(vs))
@@ -137,8 +140,8 @@ func ParseURL(s string) (Spec, error) {
 			bad(key, "0 is not between 1 and its maximum")
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return Spec{}, fmt.Errorf("%q: %w", s, err)
+	if len(errs) > 0 {
+		return Spec{}, fmt.Errorf("%q: %s", s, strings.Join(errs, "; "))
 	}
 	if err := sp.withDefaults(); err != nil {
 		return Spec{}, fmt.Errorf("%q: %w", s, err)
@@ -206,7 +209,14 @@ func (s *Spec) withDefaults() error {
 	if s.ReadSize < 1 || s.ReadSize > 10000 {
 		errs = append(errs, fmt.Errorf("readsize: %d is not between 1 and 10000", s.ReadSize))
 	}
-	return errors.Join(errs...)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return errors.New(strings.Join(msgs, "; "))
 }
 
 // Finite reports that the spec ends: it has a count or a duration.

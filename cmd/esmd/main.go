@@ -54,6 +54,8 @@ Usage:
                            SIGHUP (and, with --watch, a change of FILE)
                            reloads it
   esmd check   [-c FILE]   validate FILE and print every problem, one per line
+  esmd status  [-c FILE] [--addr HOST:PORT]
+                           print the mappings of the esmd running with FILE
   esmd version             print the version
   esmd help                print this help
 
@@ -82,6 +84,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "status":
+		return cmdStatus(rest, stdout, stderr)
 	case "version":
 		if len(rest) > 0 {
 			fmt.Fprintf(stderr, "esmd version: unexpected argument %q\n", rest[0])

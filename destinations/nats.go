@@ -158,7 +158,8 @@ func (d *NATS) Send(ctx context.Context, f *event.Failure) error {
 	msg := &nats.Msg{Subject: d.subject, Data: body, Header: nats.Header{}}
 	msg.Header.Set("Content-Type", "application/json")
 	if stream != "" {
-		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(dedupID(body)), jetstream.WithExpectStream(stream))
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(dedupID(body)), jetstream.WithExpectStream(stream),
+			jetstream.WithRetryAttempts(0)) // one attempt: the engine retries
 		if err != nil {
 			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
 				d.forgetStream(nc) // the stream may be gone: look again next time

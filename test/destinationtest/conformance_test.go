@@ -372,6 +372,51 @@ func natsTarget(t *testing.T) destinationtest.Target {
 	}, p)
 }
 
+// natsCoreTarget publishes to a subject no stream captures: core NATS, read
+// by a subscriber connected straight to the server. Core NATS is at most
+// once only towards subscribers that are absent; this one never is.
+func natsCoreTarget(t *testing.T) destinationtest.Target {
+	server := servers.NATS(t)
+	p := destinationtest.NewProxy(t, hostPort(t, server))
+	nc, err := nats.Connect(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var sub *nats.Subscription
+	var c collected
+	return proxyTarget(destinationtest.Target{
+		Name: "nats-core",
+		New: func(t *testing.T) (mapping.Destination, string) {
+			subject := "core." + servers.UniqueName("failures")
+			var err error
+			if sub, err = nc.SubscribeSync(subject); err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			c.reset()
+			target := "nats://" + p.Addr() + "/" + subject
+			d, err := destinations.New(t.Context(), target, destinations.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d, target
+		},
+		Read: func(t *testing.T, n int, timeout time.Duration) [][]byte {
+			return c.poll(n, timeout, func(wait time.Duration) {
+				m, err := sub.NextMsg(wait)
+				if err == nil {
+					c.add(m.Data)
+				} else if !errors.Is(err, nats.ErrTimeout) {
+					t.Fatal(err)
+				}
+			})
+		},
+	}, p)
+}
+
 // kafkaTarget runs a kfake cluster of its own on fixed ports, persisted to
 // disk: Break stops it, Heal starts it again on the same ports with the same
 // data, as a broker restart would.
@@ -473,7 +518,7 @@ func TestConformance(t *testing.T) {
 		make func(*testing.T) destinationtest.Target
 	}{
 		{"sqs", sqsTarget}, {"sns", snsTarget}, {"s3", s3Target}, {"kafka", kafkaTarget},
-		{"nats", natsTarget}, {"http", httpTarget}, {"file", fileTarget},
+		{"nats", natsTarget}, {"nats-core", natsCoreTarget}, {"http", httpTarget}, {"file", fileTarget},
 	}
 	for _, tt := range targets {
 		t.Run(tt.name, func(t *testing.T) { destinationtest.Run(t, tt.make(t)) })

@@ -104,7 +104,7 @@ var inflight, maxInflight atomic.Int64
 
 // Handle runs a test event in Go and returns the function's response. A
 // DoPanic panics; DoExit ends the process. It honours ctx while sleeping.
-func Handle(ctx context.Context, event []byte) (json.RawMessage, error) {
+func Handle(ctx context.Context, event json.RawMessage) (json.RawMessage, error) {
 	c, err := Parse(event)
 	if err != nil {
 		return nil, err

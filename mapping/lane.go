@@ -68,6 +68,7 @@ func (l *lane) run(ctx context.Context) {
 			resolved, stopped := l.process(ctx, l.buf[:n])
 			l.shift(resolved)
 			if stopped {
+				l.w.halt()
 				return
 			}
 			if len(l.buf) == 0 {

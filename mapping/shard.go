@@ -25,8 +25,11 @@ type worker struct {
 
 	stats shardStats
 	saveC chan struct{} // wakes the saver; capacity 1
-	mu    sync.Mutex    // guards saved
-	saved string        // last sequence number saved
+	// halted is closed when a lane stops before its input is done.
+	halted   chan struct{}
+	haltOnce sync.Once
+	mu       sync.Mutex // guards saved
+	saved    string     // last sequence number saved
 }
 
 // exit says why a worker stopped.
@@ -38,18 +41,22 @@ type exit struct {
 
 func newWorker(r *Runner, s event.Shard, start event.Start) *worker {
 	w := &worker{
-		r:     r,
-		shard: s,
-		start: start,
-		log:   r.log.With("shard", s.ID),
-		tr:    newTracker(r.cfg.ParallelizationFactor),
-		saveC: make(chan struct{}, 1),
+		r:      r,
+		shard:  s,
+		start:  start,
+		log:    r.log.With("shard", s.ID),
+		tr:     newTracker(r.cfg.ParallelizationFactor),
+		saveC:  make(chan struct{}, 1),
+		halted: make(chan struct{}),
 	}
 	for i := 0; i < r.cfg.ParallelizationFactor; i++ {
 		w.lanes = append(w.lanes, newLane(w, i))
 	}
 	return w
 }
+
+// halt records that a lane stopped before its input was done.
+func (w *worker) halt() { w.haltOnce.Do(func() { close(w.halted) }) }
 
 // resolve records that lane finished its first n pending records, and wakes
 // the saver when the shard's checkpoint moved.
@@ -70,7 +77,7 @@ func (w *worker) resolve(lane, n int) {
 // after a crash, since the checkpoint only covers the contiguous prefix; the
 // limit of BatchSize x ParallelizationFactor records bounds those duplicates
 // without slowing lanes that keep pace. It returns false on hard stop, and
-// on drain when the lane would have to wait.
+// when another lane of the shard stopped early.
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
 	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
 	for {
@@ -80,11 +87,9 @@ func (w *worker) waitLead(ctx context.Context, lane int) bool {
 		}
 		select {
 		case <-moved:
-		case <-w.r.drainC:
-			// Draining: the lane that holds the checkpoint may have
-			// stopped at a failure, so do not wait for it. Records left
-			// here lie above the checkpoint and were never invoked: a
-			// restart reads them again, without duplicates.
+		case <-w.halted:
+			// A lane stopped early (a failure during a drain): the
+			// checkpoint will not move past it, so do not wait.
 			return false
 		case <-ctx.Done():
 			return false
@@ -243,8 +248,11 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			laneOf = append(laneOf, laneFor(res.Records[i].Key, P))
 		}
 		w.tr.add(seqs, laneOf)
+		// Records registered in the tracker must reach their lanes even
+		// when a drain begins now, or the checkpoint could never pass
+		// them: the sends stop only on a hard stop.
 		if P == 1 {
-			if !w.send(rctx, 0, res.Records) {
+			if !w.send(ctx, 0, res.Records) {
 				break
 			}
 			continue
@@ -255,7 +263,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		for i := range res.Records {
 			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
 		}
-		if !w.sendAll(rctx, perLane) {
+		if !w.sendAll(ctx, perLane) {
 			break
 		}
 	}

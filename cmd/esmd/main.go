@@ -54,6 +54,9 @@ Usage:
                            SIGHUP (and, with --watch, a change of FILE)
                            reloads it
   esmd check   [-c FILE]   validate FILE and print every problem, one per line
+  esmd bench   [-c FILE | --url URL] [flags]
+                           drive a function with generated records and report
+                           throughput, latency, retries and duplicates
   esmd status  [-c FILE] [--addr HOST:PORT]
                            print the mappings of the esmd running with FILE
   esmd version             print the version
@@ -84,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(rest, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "bench":
+		return cmdBench(rest, stdout, stderr)
 	case "status":
 		return cmdStatus(rest, stdout, stderr)
 	case "version":

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/examples/handler/counter"
+	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/pollers/generator"
+)
+
+// poisonOf regenerates a generator's records and returns its poison
+// records as shardId/sequenceNumber, sorted.
+func poisonOf(t *testing.T, url string) []string {
+	t.Helper()
+	spec, err := generator.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := generator.New(generator.Config{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	shards, _ := src.Shards(context.Background())
+	for _, sh := range shards {
+		r, _ := src.Open(context.Background(), sh, event.Start{Type: event.TrimHorizon})
+		for {
+			res, err := r.Read(context.Background())
+			if errors.Is(err, mapping.ErrShardClosed) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, rec := range res.Records {
+				if generator.ParseDataOf(rec).Poison {
+					out = append(out, sh.ID+"/"+rec.Seq)
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func runBench(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(append([]string{"bench"}, args...), &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// TestBenchCrossChecksHandler runs esmd bench with every fault against the
+// example handler and checks the report against what the handler counted
+// and against the generator's seeded poison records.
+func TestBenchCrossChecksHandler(t *testing.T) {
+	h := &counter.Handler{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	code, out, errOut := runBench(t, "--url", srv.URL, "--records", "20000", "--shards", "3", "--keys", "200", "--seed", "5",
+		"--poison", "0.002", "--duplicate", "0.05", "--throttle", "0.05", "--slow", "0.05:5ms", "--timeout", "0.02", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report %s: %v", out, err)
+	}
+	hs := h.Stats()
+	poison := poisonOf(t, rep.Generator)
+	failed := slices.Clone(rep.FailedSeqs)
+	slices.Sort(failed)
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"complete", rep.Complete, true},
+		{"every poison record, and nothing else, reached the destination", failed, poison},
+		{"failed records", rep.FailedRecords, int64(len(poison))},
+		{"records that succeeded", rep.Records, int64(20000 - len(poison))},
+		{"records the handler saw", rep.Delivered, hs.Records},
+		{"duplicates the handler saw", rep.Duplicates, hs.Duplicates},
+		{"distinct records the handler saw", rep.Records, hs.Unique},
+		{"order violations", rep.OrderViolations, int64(0)},
+		{"records that succeeded twice", rep.SucceededAgain, int64(0)},
+		{"throttles counted", rep.Throttles, rep.InjectedThrottle},
+		{"unparsed", rep.Unparsed, int64(0)},
+	}
+	for _, c := range checks {
+		if !cmpEqual(c.got, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if len(poison) == 0 || rep.Bisects == 0 || rep.Retries == 0 || rep.InjectedDup == 0 || rep.InjectedTimeout == 0 ||
+		rep.InjectedSlow == 0 || rep.InjectedThrottle == 0 || rep.Duplicates == 0 {
+		t.Errorf("a fault did not happen: %d poison, report %+v", len(poison), rep)
+	}
+	if rep.RecordsPerSec <= 0 || rep.InvokeLatency.P50 <= 0 || rep.InvokeLatency.Max < rep.InvokeLatency.P99 ||
+		rep.EndToEnd.P99 < rep.EndToEnd.P50 || rep.MaxConcurrency < 1 || rep.MaxConcurrency > 3 || len(rep.Series) == 0 {
+		t.Errorf("implausible report %+v", rep)
+	}
+	if rep.InvokeLatency.Max < 5 {
+		t.Errorf("invoke max %.2f ms: the 5ms slow invocations are not in it", rep.InvokeLatency.Max)
+	}
+}
+
+func cmpEqual(a, b any) bool {
+	if as, ok := a.([]string); ok {
+		bs, _ := b.([]string)
+		return slices.Equal(as, bs)
+	}
+	return a == b
+}
+
+// TestBenchConfigFileDestination benches a generator mapping of a config
+// file whose on-failure destination is a file: it holds exactly the poison
+// records.
+func TestBenchConfigFileDestination(t *testing.T) {
+	h := &counter.Handler{FailPoison: true}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	dir := t.TempDir()
+	failures := filepath.Join(dir, "failures.jsonl")
+	cfgPath := filepath.Join(dir, "esmd.yaml")
+	yaml := `functions:
+  fn:
+    http: {url: "` + srv.URL + `/"}
+mappings:
+  - EventSourceArn: generator://cfg?shards=2&keys=30&count=5000&seed=3&poison=0.002
+    FunctionName: fn
+    BatchSize: 50
+    ParallelizationFactor: 2
+    BisectBatchOnFunctionError: true
+    MaximumRetryAttempts: 1
+    DestinationConfig: {OnFailure: {Destination: "file://` + failures + `"}}
+    esmd: {retryBackoff: {initial: 1ms, max: 10ms}}
+`
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The handler fails the poison records itself: no --poison.
+	code, out, errOut := runBench(t, "-c", cfgPath)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"esmd bench: run (complete)", "BatchSize / ParallelizationFactor / shards", "50 / 2 / 2", "records ok / failed / generated"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	poison := poisonOf(t, "generator://cfg?shards=2&keys=30&count=5000&seed=3&poison=0.002")
+	f, err := os.Open(failures)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var got []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var rec struct {
+			B struct {
+				Shard string `json:"shardId"`
+				Start string `json:"startSequenceNumber"`
+				Size  int    `json:"batchSize"`
+			} `json:"KinesisBatchInfo"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil || rec.B.Size != 1 {
+			t.Fatalf("failure record %s: %v", sc.Bytes(), err)
+		}
+		got = append(got, rec.B.Shard+"/"+rec.B.Start)
+	}
+	slices.Sort(got)
+	if len(poison) == 0 || !slices.Equal(got, poison) {
+		t.Fatalf("failure file holds %v, want the poison records %v", got, poison)
+	}
+	if hs := h.Stats(); hs.Poison != int64(len(poison)) || hs.Unique != 5000 {
+		t.Fatalf("handler counts %+v", hs)
+	}
+}
+
+func TestBenchSweep(t *testing.T) {
+	srv := httptest.NewServer(&counter.Handler{})
+	defer srv.Close()
+	code, out, errOut := runBench(t, "--url", srv.URL, "--records", "3000", "--sweep", "BatchSize=10,100", "--sweep", "ParallelizationFactor=1,3")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	labels := []string{"BatchSize=10 ParallelizationFactor=1", "BatchSize=10 ParallelizationFactor=3",
+		"BatchSize=100 ParallelizationFactor=1", "BatchSize=100 ParallelizationFactor=3"}
+	table := out[strings.Index(out, "run  records/s")+1:]
+	for _, l := range labels {
+		if !strings.Contains(out, "esmd bench: "+l+" (complete)") || !strings.Contains(table, l) {
+			t.Errorf("no run or comparison row %q:\n%s", l, out)
+		}
+	}
+	if !regexp.MustCompile(`(?m)^\s+run\s+records/s\s+batches/s`).MatchString(out) {
+		t.Errorf("no comparison table:\n%s", out)
+	}
+
+	code, out, _ = runBench(t, "--url", srv.URL, "--records", "500", "--sweep", "BatchSize=10,50", "--json")
+	var reps []benchReport
+	if code != exitOK || json.Unmarshal([]byte(out), &reps) != nil || len(reps) != 2 {
+		t.Fatalf("exit %d, JSON %s", code, out)
+	}
+	// 500 records in batches of at most 10 make at least 50 batches.
+	if reps[0].BatchSize != 10 || reps[0].Batches < 50 || reps[1].BatchSize != 50 || reps[1].Batches >= reps[0].Batches {
+		t.Errorf("sweep reports %+v", reps)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{nil, "give either -c FILE or --url URL"},
+		{[]string{"--url", "http://x", "-c", "f"}, "give either"},
+		{[]string{"--url", "http://x", "--slow", "0.1"}, "expected FRACTION:DELAY"},
+		{[]string{"--url", "http://x", "--poison", "2"}, "--poison 2 is not a fraction"},
+		{[]string{"--url", "http://x", "--sweep", "Colour=1"}, "PARAM one of BatchSize"},
+		{[]string{"--url", "http://x", "--sweep", "BatchSize=a"}, `"a" is not a whole number`},
+		{[]string{"--url", "http://x", "extra"}, `unexpected argument "extra"`},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, errOut := runBench(t, tc.args...)
+			if code != exitUsage || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut, tc.want)
+			}
+		})
+	}
+	code, _, errOut := runBench(t, "--url", "http://127.0.0.1:1/", "--records", "10", "--sweep", "BatchSize=20000")
+	if code != exitFailure || !strings.Contains(errOut, "BatchSize must be 1–10000") {
+		t.Fatalf("exit %d, %q", code, errOut)
+	}
+}
+
+// chromium returns the headless browser's path; it skips the test when
+// there is none, except under CI=true, where it fails.
+func chromium(t *testing.T) string {
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is not installed: run test/install-browser.sh")
+	}
+	t.Skip("chromium is not installed (test/install-browser.sh installs it)")
+	return ""
+}
+
+// TestBenchHTMLReport writes the HTML report of a run with faults and opens
+// it in headless Chromium: the DOM it renders holds the four charts, with
+// drawn lines and histogram bars, and the page loads nothing from outside.
+func TestBenchHTMLReport(t *testing.T) {
+	browser := chromium(t)
+	srv := httptest.NewServer(&counter.Handler{})
+	defer srv.Close()
+	report := filepath.Join(t.TempDir(), "report.html")
+	code, out, errOut := runBench(t, "--url", srv.URL, "--records", "20000", "--rate", "10000", "--poison", "0.001", "--report", report)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	page, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, banned := range []string{"<script", "http://", "https://", "<link"} {
+		if strings.Contains(strings.ReplaceAll(string(page), `xmlns="http://www.w3.org/2000/svg"`, ""), banned) {
+			t.Errorf("the report is not self-contained: it holds %q", banned)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", "file://"+report)
+	var dom, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &dom, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("chromium: %v\n%s", err, stderr.String())
+	}
+	d := dom.String()
+	if n := strings.Count(d, `<svg class="chart"`); n != 4 {
+		t.Errorf("%d charts in the rendered DOM, want 4", n)
+	}
+	for _, title := range []string{"Throughput (records/s)", "Invoke latency histogram", "End-to-end latency histogram", "Retries, bisects and failure records per second"} {
+		if !strings.Contains(d, title) {
+			t.Errorf("no chart %q", title)
+		}
+	}
+	paths := regexp.MustCompile(`<path class="s\d" d="M[\d.]+,[\d.]+ L`).FindAllString(d, -1)
+	if len(paths) < 4 {
+		t.Errorf("%d drawn lines, want the throughput line and 3 retry/bisect/failure lines", len(paths))
+	}
+	if n := strings.Count(d, `<rect class="bar"`); n < 4 {
+		t.Errorf("%d histogram bars", n)
+	}
+
+	// A screenshot shows the charts are painted, not just in the DOM.
+	shot := filepath.Join(t.TempDir(), "report.png")
+	cmd = exec.CommandContext(ctx, browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+		"--user-data-dir="+t.TempDir(), "--window-size=1280,2000", "--screenshot="+shot, "file://"+report)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chromium screenshot: %v\n%s", err, out)
+	}
+	if st, err := os.Stat(shot); err != nil || st.Size() < 10000 {
+		t.Fatalf("screenshot %v %v", st, err)
+	}
+	if dir := os.Getenv("ESMD_REPORT_SHOT"); dir != "" {
+		_ = os.WriteFile(dir, mustRead(t, shot), 0o644)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

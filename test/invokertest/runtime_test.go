@@ -3,12 +3,16 @@ package invokertest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/esmd-dev/esmd/invoke/runtimeapi"
 	"github.com/esmd-dev/esmd/mapping"
@@ -185,6 +189,122 @@ func TestRuntimeEnvironment(t *testing.T) {
 		}
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %s; log:\n%s", want, logs.String())
+		}
+	}
+}
+
+// TestRuntimeInitFailures checks that a runtime that fails its init fails
+// an invocation with its error, and is restarted.
+func TestRuntimeInitFailures(t *testing.T) {
+	const initError = `import json, os, urllib.request
+req = urllib.request.Request("http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/init/error",
+    data=json.dumps({"errorType": "InitBoom", "errorMessage": "cannot init"}).encode(),
+    headers={"Lambda-Runtime-Function-Error-Type": "Unhandled"}, method="POST")
+urllib.request.urlopen(req).read()
+raise SystemExit(1)
+`
+	tests := []struct {
+		name    string
+		command []string
+		want    *mapping.FunctionError
+	}{
+		{"init error reported", []string{"python3", "-c", initError},
+			&mapping.FunctionError{Kind: "Unhandled", Type: "InitBoom", Message: "cannot init", StatusCode: 200, ExecutedVersion: "$LATEST"}},
+		{"exit before asking", []string{"sh", "-c", "echo no runtime here >&2; exit 1"},
+			&mapping.FunctionError{Kind: "Unhandled", Type: "Runtime.InitError", Message: "Runtime exited before it asked for an event", StatusCode: 200, ExecutedVersion: "$LATEST"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inv := newRuntime(t, runtimeapi.Config{Command: tt.command, Timeout: 5 * time.Second})
+			for i := range 2 { // the second meets a restarted process
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				_, err := invokertest.Invoke(ctx, inv, functions.Event(functions.Command{Do: functions.DoOK}, 0))
+				cancel()
+				var fe *mapping.FunctionError
+				if !errors.As(err, &fe) {
+					t.Fatalf("call %d: err = %v, want a function error", i, err)
+				}
+				if d := cmp.Diff(tt.want, fe); d != "" {
+					t.Errorf("call %d: function error (-want +got):\n%s", i, d)
+				}
+			}
+		})
+	}
+}
+
+// TestRuntimeClose checks that Close stops every process and fails the
+// invocation in progress as an invoke-side error.
+func TestRuntimeClose(t *testing.T) {
+	inv := newRuntime(t, runtimeapi.Config{Command: []string{functions.GoHandler(t)}, Concurrency: 2, Timeout: 30 * time.Second})
+	resp, err := invokertest.Invoke(t.Context(), inv, functions.Event(functions.Command{Do: functions.DoPID}, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r functions.PIDReport
+	if err := json.Unmarshal(resp.Body, &r); err != nil {
+		t.Fatal(err)
+	}
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := invokertest.Invoke(t.Context(), inv, functions.Event(functions.Command{Do: functions.DoSleep, Ms: 20000}, 0))
+		inflight <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := inv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("Close took %s", time.Since(start))
+	if took := time.Since(start); took > 4*time.Second {
+		t.Errorf("Close took %s", took)
+	}
+	if err := syscall.Kill(r.PID, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process %d still exists after Close (kill 0: %v)", r.PID, err)
+	}
+	err = <-inflight
+	var fe *mapping.FunctionError
+	if !errors.Is(err, runtimeapi.ErrClosed) || errors.As(err, &fe) {
+		t.Errorf("in-flight invocation: err = %v, want ErrClosed, not a function error", err)
+	}
+	if _, err := invokertest.Invoke(t.Context(), inv, functions.Event(functions.Command{Do: functions.DoOK}, 0)); !errors.Is(err, runtimeapi.ErrClosed) {
+		t.Errorf("Invoke after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+// TestRuntimeFIFO checks that callers waiting for a busy process get it in
+// the order they arrived.
+func TestRuntimeFIFO(t *testing.T) {
+	inv := newRuntime(t, runtimeapi.Config{Command: []string{functions.GoHandler(t)}, Timeout: 30 * time.Second})
+	if _, err := invokertest.Invoke(t.Context(), inv, functions.Event(functions.Command{Do: functions.DoOK}, 0)); err != nil {
+		t.Fatal(err)
+	}
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		_, _ = invokertest.Invoke(t.Context(), inv, functions.Event(functions.Command{Do: functions.DoSleep, Ms: 500}, 0))
+	}()
+	time.Sleep(50 * time.Millisecond)
+	const n = 6
+	starts := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := invokertest.Invoke(t.Context(), inv, functions.Event(functions.Command{Do: functions.DoPID}, 0))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			var r functions.PIDReport
+			_ = json.Unmarshal(resp.Body, &r)
+			starts[i] = r.Start
+		})
+		time.Sleep(30 * time.Millisecond)
+	}
+	wg.Wait()
+	<-busy
+	for i := 1; i < n; i++ {
+		if starts[i] <= starts[i-1] {
+			t.Errorf("caller %d ran at %d, before caller %d at %d", i, starts[i], i-1, starts[i-1])
 		}
 	}
 }

@@ -16,9 +16,9 @@ import (
 // faults are the fault injection settings of esmd bench: each is the
 // fraction of invocations it applies to.
 type faults struct {
-	Poison    float64       `json:"poison"`    // of records: the generator flags them; a batch holding one fails
-	Throttle  float64       `json:"throttle"`  // answered as a throttle, not forwarded
-	Slow      float64       `json:"slow"`      // forwarded after SlowDelay
+	Poison    float64       `json:"poison"`   // of records: the generator flags them; a batch holding one fails
+	Throttle  float64       `json:"throttle"` // answered as a throttle, not forwarded
+	Slow      float64       `json:"slow"`     // forwarded after SlowDelay
 	SlowDelay time.Duration `json:"slow_delay_ns"`
 	Timeout   float64       `json:"timeout"`   // forwarded, then reported as a timeout
 	Duplicate float64       `json:"duplicate"` // forwarded twice

@@ -114,8 +114,8 @@ func newBenchReport(label string, spec generator.Spec, mc mapping.Config, f faul
 	r := &benchReport{
 		Label: label, Complete: complete, Generator: spec.URL(),
 		BatchSize: mc.BatchSize, ParallelizationFactor: mc.ParallelizationFactor, Shards: spec.Shards, Faults: f,
-		Seconds:   math.Round(secs*1000) / 1000,
-		Records:   o.okRecords, Batches: o.okBatches, Invocations: o.invocations,
+		Seconds: math.Round(secs*1000) / 1000,
+		Records: o.okRecords, Batches: o.okBatches, Invocations: o.invocations,
 		InvokeLatency: summarize(&o.invokeLat), EndToEnd: summarize(&o.e2eLat),
 		Retries: st.Retries.Load(), Bisects: st.Bisects.Load(),
 		FunctionErrors: o.functionErrors, Throttles: o.throttles, InvokeErrors: o.invokeErrors,

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
@@ -349,7 +350,9 @@ func TestMappingsJSON(t *testing.T) {
 		return mapping.Status{State: "Enabled", StateTransitionReason: "User action", LastProcessingResult: "PROBLEM: Function call failed",
 			Healthy: true, Shards: []mapping.ShardStatus{{ID: "shardId-000000000000", Checkpoint: "42", Pending: 3, IteratorAgeMillis: 1500}}}
 	}
+	k.LastModified = time.UnixMilli(1700000000250)
 	q := ForDisabled(s1, "arn:aws:lambda:us-east-1:123456789012:function:fn")
+	q.LastModified = time.UnixMilli(1700000001500)
 	h := New(Config{}, Static{k, q}).Handler()
 
 	code, body := get(t, h, "/mappings/"+s0.UUID)
@@ -360,8 +363,8 @@ func TestMappingsJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatal(err)
 	}
-	delete(got, "LastModified")
 	want := map[string]any{
+		"LastModified":                   1700000000.25,
 		"UUID":                           "9d2e6a4b-0b0c-4e53-8c55-d8bd3c7a1f00",
 		"EventSourceMappingArn":          "arn:aws:lambda:us-east-1:123456789012:event-source-mapping:9d2e6a4b-0b0c-4e53-8c55-d8bd3c7a1f00",
 		"EventSourceArn":                 "arn:aws:kinesis:us-east-1:123456789012:stream/orders",
@@ -399,7 +402,7 @@ func TestMappingsJSON(t *testing.T) {
 	}
 	sq := list.EventSourceMappings[1]
 	if sq.UUID != s1.UUID || sq.State != "Disabled" || sq.LastProcessingResult != "No records processed" ||
-		sq.Esmd.SourceType != "sqs" || sq.LastModified <= 0 {
+		sq.Esmd.SourceType != "sqs" || sq.LastModified != 1700000001.5 {
 		t.Errorf("SQS mapping = %+v", sq)
 	}
 	wantSQS := map[string]any{"BatchSize": 10.0, "MaximumBatchingWindowInSeconds": 0.0, "FunctionResponseTypes": []any{},

@@ -81,7 +81,9 @@ const (
 )
 
 // ForRunner describes the stream mapping that r runs, whose effective
-// settings are s.
+// settings are s. Like ForSQSRunner and ForDisabled it leaves LastModified
+// to the caller: the time the runner was started or its settings last
+// changed.
 func ForRunner(r *mapping.Runner, s config.Settings) Mapping {
 	c := r.Config()
 	return Mapping{
@@ -91,7 +93,6 @@ func ForRunner(r *mapping.Runner, s config.Settings) Mapping {
 		EventSourceArn: s.Source.ARN,
 		FunctionArn:    c.FunctionARN,
 		Enabled:        true,
-		LastModified:   time.Now(),
 		Settings:       Properties(s),
 		Stats:          r.Stats(),
 		Status:         r.Status,
@@ -112,7 +113,6 @@ func ForSQSRunner(r *mapping.SQSRunner, s config.Settings, functionArn string) M
 		EventSourceArn: s.Source.ARN,
 		FunctionArn:    functionArn,
 		Enabled:        true,
-		LastModified:   time.Now(),
 		Settings:       Properties(s),
 		Stats:          r.Stats(),
 		SQS:            st,
@@ -139,7 +139,6 @@ func ForDisabled(s config.Settings, functionArn string) Mapping {
 		SourceKind:     string(s.Source.Kind),
 		EventSourceArn: s.Source.ARN,
 		FunctionArn:    functionArn,
-		LastModified:   time.Now(),
 		Settings:       Properties(s),
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/esmd-dev/esmd/admin"
 	"github.com/esmd-dev/esmd/checkpoint"
 	"github.com/esmd-dev/esmd/config"
 	"github.com/esmd-dev/esmd/destinations"
@@ -49,6 +50,8 @@ type active struct {
 	r           runner
 	stream      *mapping.Runner
 	sqs         *mapping.SQSRunner
+	started     time.Time
+	functionARN string
 	done        chan struct{}
 	err         error
 }
@@ -94,6 +97,19 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, drain 
 		exited:   make(chan struct{}, 1),
 	}
 	defer d.closeAll()
+	if addr := cfg.Server.Address(); addr != "" {
+		srv := admin.New(admin.Config{Listen: addr, AuthToken: cfg.Server.AuthToken.Value(), Logger: log}, admin.SourceFunc(d.adminMappings))
+		bound, err := srv.Start(ctx)
+		if err != nil {
+			return fmt.Errorf("server: %w", err)
+		}
+		log.Info("serving /metrics, /healthz, /readyz and /mappings", "listen", bound)
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
 	if err := d.apply(cfg); err != nil {
 		d.stopAll()
 		return err
@@ -231,7 +247,9 @@ func (d *daemonState) apply(cfg *config.Config) error {
 		stopping = append(stopping, a)
 	}
 	d.drainEach(stopping)
+	d.mu.Lock()
 	d.cfg = cfg
+	d.mu.Unlock()
 	if d.cps == nil && needsStore(cfg) {
 		path := "esmd-state/checkpoints.db"
 		if cfg.Checkpoints.File != nil && cfg.Checkpoints.File.Path != "" {
@@ -306,7 +324,8 @@ func (d *daemonState) start(s config.Settings) error {
 		}
 		d.invokers[fp] = inv
 	}
-	a := &active{settings: s, fingerprint: fingerprint(s, fn), done: make(chan struct{})}
+	a := &active{settings: s, fingerprint: fingerprint(s, fn), done: make(chan struct{}),
+		started: time.Now(), functionARN: functionARN(s, cfg)}
 	if s.Source.Kind == config.SourceSQS {
 		r, err := newSQSRunner(s, cfg, inv, d.cl, d.log)
 		if err != nil {
@@ -400,6 +419,34 @@ func (d *daemonState) closeAll() {
 	for i := len(d.closers) - 1; i >= 0; i-- {
 		_ = d.closers[i]()
 	}
+}
+
+// adminMappings describes the running mappings, and the disabled ones of
+// the current configuration, for the admin server. It is called from the
+// server's goroutines.
+func (d *daemonState) adminMappings() []admin.Mapping {
+	var out []admin.Mapping
+	for _, a := range d.snapshot() {
+		var m admin.Mapping
+		if a.sqs != nil {
+			m = admin.ForSQSRunner(a.sqs, a.settings, a.functionARN)
+		} else {
+			m = admin.ForRunner(a.stream, a.settings)
+		}
+		m.LastModified = a.started
+		out = append(out, m)
+	}
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	if cfg != nil {
+		for i := range cfg.Mappings {
+			if s := cfg.Mappings[i].Settings(); !s.Enabled {
+				out = append(out, admin.ForDisabled(s, functionARN(s, cfg)))
+			}
+		}
+	}
+	return out
 }
 
 // snapshot lists the running mappings by name; it is safe to call from any

@@ -8,11 +8,14 @@
 package functions
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,12 +105,30 @@ type PIDReport struct {
 
 var inflight, maxInflight atomic.Int64
 
+// ForwardEnv names the variable that holds the URL Handle forwards events
+// without a command to.
+const ForwardEnv = "ESMD_TEST_FORWARD"
+
 // Handle runs a test event in Go and returns the function's response. A
 // DoPanic panics; DoExit ends the process. It honours ctx while sleeping.
+// An event without a command (a real Lambda event) is forwarded when the
+// environment has ESMD_TEST_FORWARD, and answered {} otherwise.
 func Handle(ctx context.Context, event json.RawMessage) (json.RawMessage, error) {
+	return HandleWith(ctx, event, os.Getenv(ForwardEnv))
+}
+
+// HandleWith is Handle with the forward URL given: an event without a
+// command is POSTed to forward, when it is not empty. The answer's body is
+// the response (an empty body gives {}); any status but 200 is a
+// HandlerError with the body as its message. This lets one recording HTTP
+// sink see every event whichever invoker carried it.
+func HandleWith(ctx context.Context, event json.RawMessage, forward string) (json.RawMessage, error) {
 	c, err := Parse(event)
 	if err != nil {
 		return nil, err
+	}
+	if c.Do == "" && forward != "" {
+		return forwardEvent(ctx, event, forward)
 	}
 	switch c.Do {
 	case DoOK, "":
@@ -162,6 +183,30 @@ func Handle(ctx context.Context, event json.RawMessage) (json.RawMessage, error)
 		return json.RawMessage(`{}`), nil
 	}
 	return nil, fmt.Errorf("test function: unknown action %q", c.Do)
+}
+
+func forwardEvent(ctx context.Context, event []byte, url string) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(event))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("test function: forward: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("test function: forward: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, &HandlerError{Msg: fmt.Sprintf("sink answered %d: %s", resp.StatusCode, body)}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return json.RawMessage(`{}`), nil
+	}
+	return body, nil
 }
 
 func sleep(ctx context.Context, ms int) error {

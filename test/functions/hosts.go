@@ -19,14 +19,14 @@ func errorBody(typ, msg string) []byte {
 	return b
 }
 
-// run calls Handle and turns a panic into an error of type "Panic".
-func run(ctx context.Context, event []byte) (resp []byte, typ string, err error) {
+// run calls HandleWith and turns a panic into an error of type "Panic".
+func run(ctx context.Context, event []byte, forward string) (resp []byte, typ string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			typ, err = "Panic", fmt.Errorf("%v", p)
 		}
 	}()
-	resp, err = Handle(ctx, event)
+	resp, err = HandleWith(ctx, event, forward)
 	var he *HandlerError
 	if errors.As(err, &he) {
 		typ = ErrorType
@@ -52,7 +52,7 @@ func HTTPHandler() http.Handler {
 			_, _ = w.Write(errorBody("TooManyRequestsException", "Rate exceeded"))
 			return
 		}
-		resp, typ, err := run(r.Context(), event)
+		resp, typ, err := run(r.Context(), event, "")
 		w.Header().Set("Content-Type", "application/json")
 		if err != nil {
 			w.Header().Set("X-Amz-Function-Error", "Unhandled")
@@ -64,10 +64,11 @@ func HTTPHandler() http.Handler {
 }
 
 // NATSService adds the test function to nc as a nats.go micro service
-// answering requests on subject. A failure is answered with micro's error
+// answering requests on subject; events without a command are forwarded to
+// forward when it is not empty (see HandleWith). A failure is answered with micro's error
 // headers: Nats-Service-Error-Code is the errorType, Nats-Service-Error the
 // message. Requests run concurrently; a sleep is cut short after 10 s.
-func NATSService(nc *nats.Conn, subject string) (micro.Service, error) {
+func NATSService(nc *nats.Conn, subject, forward string) (micro.Service, error) {
 	return micro.AddService(nc, micro.Config{
 		Name:    "esmdtest",
 		Version: "1.0.0",
@@ -79,7 +80,7 @@ func NATSService(nc *nats.Conn, subject string) (micro.Service, error) {
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
-					resp, typ, err := run(ctx, req.Data())
+					resp, typ, err := run(ctx, req.Data(), forward)
 					if err != nil {
 						_ = req.Error(typ, err.Error(), nil)
 						return

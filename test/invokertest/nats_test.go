@@ -48,7 +48,7 @@ func connect(t testing.TB, url string) *nats.Conn {
 func newNATS(t testing.TB, url string, timeout time.Duration) *natsfunc.Invoker {
 	t.Helper()
 	subject := "fn." + servers.UniqueName("conformance")
-	svc, err := functions.NATSService(connect(t, url), subject)
+	svc, err := functions.NATSService(connect(t, url), subject, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -547,3 +547,24 @@ func TestStartServeShutdownAndList(t *testing.T) {
 		t.Fatal("server still answers after Shutdown")
 	}
 }
+
+func TestHistogramsOnMetrics(t *testing.T) {
+	h := NewHistograms()
+	obs := h.For("m1", "u1", "kinesis")
+	obs.Invoked("shard-0", 3*time.Millisecond, 100, 5000, mapping.OutcomeSuccess)
+	obs.Invoked("shard-0", 2*time.Second, 50, 2500, mapping.OutcomeFunctionError)
+	srv := New(Config{Histograms: h}, Static{})
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`esmd_invocation_duration_seconds_count{mapping="m1",outcome="success",source="kinesis",uuid="u1"} 1`,
+		`esmd_invocation_duration_seconds_count{mapping="m1",outcome="function_error",source="kinesis",uuid="u1"} 1`,
+		`esmd_batch_size_records_sum{mapping="m1",source="kinesis",uuid="u1"} 150`,
+		`esmd_batch_size_bytes_count{mapping="m1",source="kinesis",uuid="u1"} 2`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -38,6 +38,8 @@ type Config struct {
 	AuthToken string
 	// Logger receives the server's lifecycle and errors; nil discards.
 	Logger *slog.Logger
+	// Histograms, when set, are exposed on /metrics too.
+	Histograms *Histograms
 }
 
 // Server serves /metrics, /healthz, /readyz, /mappings and /mappings/{uuid}.
@@ -145,6 +147,9 @@ func (s *Server) routes() http.Handler {
 	reg.MustRegister(newCollector(s.src),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if s.cfg.Histograms != nil {
+		reg.MustRegister(s.cfg.Histograms.collectors()...)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(s.log.Handler(), slog.LevelError),

@@ -64,6 +64,8 @@ type Deps struct {
 	Destination  Destination // nil: given-up batches are dropped (logged)
 	Checkpointer Checkpointer
 	Logger       *slog.Logger
+	// Observer, when set, is told of every invocation.
+	Observer Observer
 }
 
 func (c *Config) setDefaults() {

@@ -321,8 +321,12 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 	r.stats.IteratorAgeMillis.Store(age)
 	l.w.stats.iteratorAge.Store(age)
 	r.stats.LanesBusy.Add(1)
+	began := time.Now()
 	resp, err := r.deps.Invoker.Invoke(ictx, req)
 	r.stats.LanesBusy.Add(-1)
+	if r.deps.Observer != nil {
+		r.deps.Observer.Invoked(l.w.shard.ID, time.Since(began), len(s.recs), len(l.payload), OutcomeOf(err))
+	}
 	r.noteResult(err)
 	switch fe := (*FunctionError)(nil); {
 	case err == nil:

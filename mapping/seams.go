@@ -141,3 +141,39 @@ func (e *ThrottleError) Error() string {
 }
 
 func (e *ThrottleError) Unwrap() error { return e.Err }
+
+// Observer receives one call per invocation, for metrics such as duration
+// and batch size histograms. It is optional; implementations must be safe
+// for concurrent use and fast, since lanes call it inline.
+type Observer interface {
+	Invoked(shard string, d time.Duration, records, bytes int, outcome Outcome)
+}
+
+// Outcome classifies an invocation.
+type Outcome string
+
+// Invocation outcomes, as the metrics name them.
+const (
+	OutcomeSuccess       Outcome = "success"
+	OutcomeFunctionError Outcome = "function_error"
+	OutcomeTimeout       Outcome = "timeout"
+	OutcomeThrottle      Outcome = "throttle"
+	OutcomeInvokeError   Outcome = "invoke_error"
+)
+
+// OutcomeOf classifies the error an Invoker returned.
+func OutcomeOf(err error) Outcome {
+	var fe *FunctionError
+	var te *ThrottleError
+	switch {
+	case err == nil:
+		return OutcomeSuccess
+	case errors.As(err, &fe) && fe.Timeout:
+		return OutcomeTimeout
+	case errors.As(err, &fe):
+		return OutcomeFunctionError
+	case errors.As(err, &te):
+		return OutcomeThrottle
+	}
+	return OutcomeInvokeError
+}

@@ -70,6 +70,7 @@ type daemonState struct {
 	mappings map[string]*active
 	invokers map[string]mapping.Invoker // by function fingerprint
 	closers  []func() error
+	hist     *admin.Histograms // nil when the admin server is off
 	// exited is signalled (capacity 1) when a runner returns; the loop
 	// then collects every mapping whose done is closed.
 	exited chan struct{}
@@ -98,7 +99,9 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, drain 
 	}
 	defer d.closeAll()
 	if addr := cfg.Server.Address(); addr != "" {
-		srv := admin.New(admin.Config{Listen: addr, AuthToken: cfg.Server.AuthToken.Value(), Logger: log}, admin.SourceFunc(d.adminMappings))
+		d.hist = admin.NewHistograms()
+		srv := admin.New(admin.Config{Listen: addr, AuthToken: cfg.Server.AuthToken.Value(), Logger: log, Histograms: d.hist},
+			admin.SourceFunc(d.adminMappings))
 		bound, err := srv.Start(ctx)
 		if err != nil {
 			return fmt.Errorf("server: %w", err)
@@ -352,9 +355,11 @@ func (d *daemonState) start(s config.Settings) error {
 		if err != nil {
 			return fmt.Errorf("mapping %s: %w", s.Name, err)
 		}
-		r, err := mapping.NewRunner(engineConfig(s, kind, cfg), mapping.Deps{
-			Source: src, Invoker: inv, Destination: dest, Checkpointer: d.cps, Logger: d.log,
-		})
+		deps := mapping.Deps{Source: src, Invoker: inv, Destination: dest, Checkpointer: d.cps, Logger: d.log}
+		if d.hist != nil {
+			deps.Observer = d.hist.For(s.Name, s.UUID, string(kind))
+		}
+		r, err := mapping.NewRunner(engineConfig(s, kind, cfg), deps)
 		if err != nil {
 			return err
 		}

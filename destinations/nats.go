@@ -244,7 +244,7 @@ func (d *NATS) connect() error {
 		nats.DrainTimeout(natsDrainTimeout),
 		nats.ClosedHandler(func(*nats.Conn) { close(done) }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			d.log.Warn("disconnected", "error", err)
+			d.log.Warn("disconnected", "err", err)
 		}),
 		nats.ReconnectHandler(func(*nats.Conn) { d.log.Info("reconnected") }),
 	}

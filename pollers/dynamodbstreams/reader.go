@@ -246,7 +246,7 @@ func (r *reader) backoff(ctx context.Context, op string, err error) error {
 // recovered ends an outage, logging how long it lasted in attempts.
 func (r *reader) recovered() {
 	if r.failing > 0 {
-		r.log.Info("dynamodb streams: calls succeed again", "failedAttempts", r.failing)
+		r.log.Info("dynamodb streams: calls succeed again", "failed_attempts", r.failing)
 		r.failing = 0
 		r.outage.Store(false)
 	}

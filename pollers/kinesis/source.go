@@ -147,7 +147,7 @@ func New(client API, cfg Config) (*Source, error) {
 		api:    client,
 		cfg:    cfg,
 		stream: name,
-		log:    cfg.Logger.With("source", cfg.StreamARN),
+		log:    cfg.Logger.With("stream", cfg.StreamARN),
 	}
 	s.subscribe = func(ctx context.Context, in *kinesis.SubscribeToShardInput) (eventStream, error) {
 		out, err := client.SubscribeToShard(ctx, in, sdkRetries, ownCodec)

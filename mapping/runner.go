@@ -321,6 +321,6 @@ func (r *Runner) startFor(st *shardState, parentSeen bool) event.Start {
 
 func (r *Runner) saveFinished(ctx context.Context, shard string) {
 	if err := r.deps.Checkpointer.Save(ctx, r.cfg.Name, shard, event.Position{Finished: true}); err != nil {
-		r.log.Error("saving finished shard failed; its children wait until it is saved", "shard", shard, "err", err)
+		r.log.Error("saving a skipped closed shard as finished failed; it will be skipped again at the next start", "shard", shard, "err", err)
 	}
 }

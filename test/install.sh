@@ -64,4 +64,7 @@ install_moto() {
 
 install_node
 install_moto
+# The Lambda runtime emulator and AWS's Python runtime client, for the
+# function tests.
+bash "$here/install-lambda.sh"
 say "done: tools in $tools"

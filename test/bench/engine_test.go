@@ -1,0 +1,224 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/invoke/httpfunc"
+	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/pollers/generator"
+	"github.com/esmd-dev/esmd/test/fakes"
+)
+
+// engineRecords is how many records one engine run moves: 4 shards of
+// 100-byte records in batches of 100.
+const (
+	engineRecords = 400_000
+	engineShards  = 4
+)
+
+func engineSpec() generator.Spec {
+	return generator.Spec{Name: "engine", Shards: engineShards, Keys: 1000, Size: 100, Count: engineRecords, Seed: 1}
+}
+
+// engineRun is what one run measured.
+type engineRun struct {
+	elapsed       time.Duration
+	mallocs       uint64
+	maxGoroutines int
+}
+
+// runEngine moves engineRecords generated records through a Runner into
+// the sink, and returns once the last batch was answered.
+func runEngine(tb testing.TB, sinkURL string) engineRun {
+	tb.Helper()
+	src, err := generator.New(generator.Config{Spec: engineSpec()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	inv, err := httpfunc.New(httpfunc.Config{URL: sinkURL})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r, err := mapping.NewRunner(mapping.Config{
+		Name: "engine", Kind: event.Kinesis, SourceARN: src.Spec().StreamARN(),
+		BatchSize: 100, ParallelizationFactor: 1, MaxRecordAge: -1, MaxRetryAttempts: -1, ProgressInterval: -1,
+	}, mapping.Deps{Source: src, Invoker: inv, Checkpointer: fakes.NewCheckpoints()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	stop := make(chan struct{})
+	var maxG atomic.Int64
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if n := int64(runtime.NumGoroutine()); n > maxG.Load() {
+				maxG.Store(n)
+			}
+			select {
+			case <-t.C:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	<-src.Done()
+	// Every record was read: a drain flushes what the lanes hold.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.Drain(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&after)
+	close(stop)
+	sampler.Wait()
+	if got := r.Stats().InvokedEvents.Load(); got != engineRecords {
+		tb.Fatalf("invoked %d records, want %d", got, engineRecords)
+	}
+	return engineRun{elapsed: elapsed, mallocs: after.Mallocs - before.Mallocs, maxGoroutines: int(maxG.Load())}
+}
+
+// BenchmarkEngine is the engine target: generator → engine → HTTP no-op
+// sink on loopback, 100-byte records, BatchSize 100. Each iteration moves
+// 400,000 records; run it with -benchtime=1x -count=5.
+func BenchmarkEngine(b *testing.B) {
+	s := startSink(b)
+	runEngine(b, s.URL) // warm up connections and the sink
+	recs0, _ := s.count(b)
+	b.ResetTimer()
+	var total time.Duration
+	var mallocs uint64
+	maxG := 0
+	for i := 0; i < b.N; i++ {
+		r := runEngine(b, s.URL)
+		total += r.elapsed
+		mallocs += r.mallocs
+		maxG = max(maxG, r.maxGoroutines)
+	}
+	b.StopTimer()
+	recs1, _ := s.count(b)
+	if recs1-recs0 != int64(b.N)*engineRecords {
+		b.Fatalf("the sink got %d records, want %d", recs1-recs0, int64(b.N)*engineRecords)
+	}
+	n := float64(b.N) * engineRecords
+	b.ReportMetric(n/total.Seconds(), "records/s")
+	b.ReportMetric(float64(mallocs)/n, "allocs/record")
+	b.ReportMetric(float64(maxG), "goroutines")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkBarePOST is the engine target's baseline: one goroutine per shard
+// POSTing the same pre-built payloads (100 records of 100 bytes, as the
+// engine sends them) to the same sink, as fast as it answers.
+func BenchmarkBarePOST(b *testing.B) {
+	s := startSink(b)
+	payloads := preBuilt(b)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	post := func() {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for w := 0; w < engineShards; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(len(payloads)) {
+						return
+					}
+					resp, err := client.Post(s.URL, "application/json", bytes.NewReader(payloads[i]))
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	post() // warm up
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		post()
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)*engineRecords/elapsed.Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// preBuilt returns the events the engine sends for engineSpec: each shard's
+// records in batches of 100.
+func preBuilt(tb testing.TB) [][]byte {
+	src, err := generator.New(generator.Config{Spec: engineSpec()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	shards, _ := src.Shards(context.Background())
+	var out [][]byte
+	for _, sh := range shards {
+		r, _ := src.Open(context.Background(), sh, event.Start{Type: event.TrimHorizon})
+		var recs []event.Record
+		for {
+			res, err := r.Read(context.Background())
+			if errors.Is(err, mapping.ErrShardClosed) {
+				break
+			}
+			if err != nil {
+				tb.Fatal(err)
+			}
+			recs = append(recs, res.Records...)
+		}
+		for len(recs) > 0 {
+			n := min(100, len(recs))
+			out = append(out, event.AppendEvent(nil, recs[:n]))
+			recs = recs[n:]
+		}
+	}
+	return out
+}
+
+// BenchmarkGenerate is the generator's own per-record cost.
+func BenchmarkGenerate(b *testing.B) {
+	src, err := generator.New(generator.Config{Spec: generator.Spec{Name: "g", Shards: 1, Keys: 1000, Size: 100, ReadSize: 1000}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, _ := src.Open(context.Background(), event.Shard{ID: "shardId-000000000000"}, event.Start{Type: event.TrimHorizon})
+	b.ReportAllocs()
+	n := 0
+	for n < b.N {
+		res, err := r.Read(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += len(res.Records)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/record")
+}

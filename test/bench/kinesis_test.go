@@ -1,0 +1,191 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/esmd-dev/esmd/test/servers"
+)
+
+const (
+	kinesisRecords = 200_000
+	kinesisShards  = 4
+	kinesisReps    = 3
+)
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// fill puts n records of size bytes with random partition keys into the
+// stream, 500 a call, and returns how many went to each shard.
+func fill(t *testing.T, c *kinesis.Client, name string, n, size int) map[string]int {
+	t.Helper()
+	ctx := context.Background()
+	perShard := map[string]int{}
+	var mu sync.Mutex
+	rng := rand.New(rand.NewPCG(1, 2))
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = 'a' + byte(i%26)
+	}
+	var batches [][]ktypes.PutRecordsRequestEntry
+	for i := 0; i < n; i += 500 {
+		var b []ktypes.PutRecordsRequestEntry
+		for j := i; j < min(i+500, n); j++ {
+			b = append(b, ktypes.PutRecordsRequestEntry{Data: data, PartitionKey: aws.String(strconv.FormatUint(rng.Uint64(), 36))})
+		}
+		batches = append(batches, b)
+	}
+	work := make(chan []ktypes.PutRecordsRequestEntry)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				for len(b) > 0 {
+					out, err := c.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(name), Records: b})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					var retry []ktypes.PutRecordsRequestEntry
+					mu.Lock()
+					for i, r := range out.Records {
+						if r.ErrorCode != nil {
+							retry = append(retry, b[i])
+							continue
+						}
+						perShard[aws.ToString(r.ShardId)]++
+					}
+					mu.Unlock()
+					b = retry
+				}
+			}
+		}()
+	}
+	for _, b := range batches {
+		work <- b
+	}
+	close(work)
+	wg.Wait()
+	return perShard
+}
+
+// rawRead is the Kinesis target's baseline: one goroutine per shard doing
+// GetRecords with Limit 10000 from TRIM_HORIZON, only counting, until it
+// has the shard's records.
+func rawRead(t *testing.T, c *kinesis.Client, name string, perShard map[string]int) time.Duration {
+	t.Helper()
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for shard, want := range perShard {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			it, err := c.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{StreamName: aws.String(name), ShardId: aws.String(shard), ShardIteratorType: ktypes.ShardIteratorTypeTrimHorizon})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			iter := it.ShardIterator
+			got := 0
+			for got < want {
+				out, err := c.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				got += len(out.Records)
+				iter = out.NextShardIterator
+			}
+		}()
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// TestKinesisThroughput is the Kinesis target: kinesalite, 4 shards
+// pre-filled with 200,000 records of 100 bytes, consumed by esmd into the
+// loopback sink in batches of 100, against the raw reader on the same data,
+// alternately, three times each.
+func TestKinesisThroughput(t *testing.T) {
+	enabled(t)
+	ep := servers.Kinesalite(t)
+	c := servers.KinesisClient(ep)
+	name := servers.UniqueName("bench")
+	arn := servers.CreateStream(t, ep, name, kinesisShards)
+	fillStart := time.Now()
+	perShard := fill(t, c, name, kinesisRecords, 100)
+	t.Logf("filled %d records in %s: %v", kinesisRecords, time.Since(fillStart).Round(time.Millisecond), perShard)
+	s := startSink(t)
+
+	var raw, esmdRate, cpu, rss []float64
+	for rep := 0; rep < kinesisReps; rep++ {
+		d := rawRead(t, c, name, perShard)
+		raw = append(raw, kinesisRecords/d.Seconds())
+
+		before, _ := s.count(t)
+		dir := t.TempDir()
+		e := startESMD(t, dir, fmt.Sprintf(`aws:
+  region: us-east-1
+  endpoints: {kinesis: %q}
+  credentials: {accessKeyId: test, secretAccessKey: test}
+logging: {level: warn}
+functions:
+  sink:
+    http: {url: %q}
+checkpoints:
+  file: {path: %q}
+mappings:
+  - EventSourceArn: %s
+    FunctionName: sink
+    StartingPosition: TRIM_HORIZON
+    BatchSize: 100
+    esmd: {pollInterval: 200ms}
+`, ep, s.URL, dir+"/cp.db", arn))
+		start := time.Now()
+		var last procStats
+		ok := waitFor(context.Background(), 5*time.Minute, func() bool {
+			n, _ := s.count(t)
+			last = readProc(t, e.pid())
+			return n-before >= kinesisRecords
+		})
+		elapsed := time.Since(start)
+		n, _ := s.count(t)
+		e.stop()
+		if !ok || n-before != kinesisRecords {
+			t.Fatalf("esmd delivered %d of %d records", n-before, kinesisRecords)
+		}
+		esmdRate = append(esmdRate, kinesisRecords/elapsed.Seconds())
+		cpu = append(cpu, float64(last.CPU.Microseconds())/kinesisRecords)
+		rss = append(rss, float64(last.PeakRSS)/(1<<20))
+		t.Logf("rep %d: raw %.0f records/s, esmd %.0f records/s, %.2f µs CPU/record, peak RSS %.1f MiB", rep, raw[rep], esmdRate[rep], cpu[rep], rss[rep])
+	}
+	report(t, "kinesis", "raw reader", median(raw), "records/s")
+	report(t, "kinesis", "esmd", median(esmdRate), "records/s")
+	report(t, "kinesis", "ratio to raw reader", median(esmdRate)/median(raw), "x")
+	report(t, "kinesis", "process CPU", median(cpu), "µs/record")
+	report(t, "kinesis", "peak RSS", median(rss), "MiB")
+	report(t, "kinesis", "records delivered", kinesisRecords, "records")
+}

@@ -1,0 +1,637 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/esmd-dev/esmd/test/servers"
+)
+
+var full = flag.Bool("chaos.full", false, "run the full-length chaos scenarios (20 crashes, 50,000 records, 30 s outages)")
+
+// size picks the CI or the full value.
+func size[T any](ci, fullRun T) T {
+	if *full {
+		return fullRun
+	}
+	return ci
+}
+
+// result logs one row of the closing table.
+func result(t *testing.T, scenario string, iterations, records, lost, dups int, recovery string) {
+	t.Helper()
+	t.Logf("RESULT | %s | %d | %d | %d | %d | %s |", scenario, iterations, records, lost, dups, recovery)
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// esmdBinary builds cmd/esmd once per test binary, into a folder every user
+// can read (some scenarios run esmd as an unprivileged user).
+func esmdBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "esmd-chaos-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		_ = os.Chmod(dir, 0o755)
+		buildPath = filepath.Join(dir, "esmd")
+		out, err := exec.Command("go", "build", "-o", buildPath, "github.com/esmd-dev/esmd/cmd/esmd").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+// logBuf collects a process's output through a pipe (so that a file size
+// limit on the process does not apply to its log).
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// proc is one esmd process.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	out  *logBuf
+	done chan struct{}
+}
+
+// procOpts changes how esmd is started.
+type procOpts struct {
+	// wrap is put before the esmd command line (prlimit, unshare).
+	wrap []string
+	// args replace "run -c CONFIG".
+	args []string
+	// cred runs esmd as another user.
+	cred *syscall.Credential
+}
+
+// writeConfig writes yaml to dir/esmd.yaml and returns its path.
+func writeConfig(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	path := filepath.Join(dir, "esmd.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startESMD writes yaml to dir/esmd.yaml and runs `esmd run -c` on it.
+func startESMD(t *testing.T, dir, yaml string) *proc {
+	t.Helper()
+	return startWith(t, dir, yaml, procOpts{})
+}
+
+func startWith(t *testing.T, dir, yaml string, o procOpts) *proc {
+	t.Helper()
+	cfg := writeConfig(t, dir, yaml)
+	args := o.args
+	if args == nil {
+		args = []string{"run", "-c", cfg}
+	}
+	argv := append(append([]string{}, o.wrap...), esmdBinary(t))
+	argv = append(argv, args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	out := &logBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = append(os.Environ(), "AWS_EC2_METADATA_DISABLED=true")
+	if o.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.cred}
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, out: out, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			var keep []string
+			for line := range strings.Lines(out.String()) {
+				if !strings.Contains(line, "level=DEBUG") {
+					keep = append(keep, strings.TrimRight(line, "\n"))
+				}
+			}
+			t.Logf("esmd output without debug lines (pid %d):\n%s", cmd.Process.Pid, lastLines(strings.Join(keep, "\n"), 40))
+		}
+	})
+	return p
+}
+
+func (p *proc) log() string { return p.out.String() }
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the process to exit on its own and returns its exit code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.kill()
+		p.t.Fatalf("esmd did not exit within %s", timeout)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// term sends SIGTERM and returns the exit code.
+func (p *proc) term(timeout time.Duration) int {
+	p.t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.wait(timeout)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// countLines counts the log lines containing every one of subs.
+func countLines(log string, subs ...string) int {
+	n := 0
+	for line := range strings.Lines(log) {
+		ok := true
+		for _, s := range subs {
+			if !strings.Contains(line, s) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			n++
+		}
+	}
+	return n
+}
+
+// rec is one record of any source, reduced to its key, sequence number (SQS:
+// message id) and data (Kinesis data, the item's "data" attribute, the SQS
+// body).
+type rec struct {
+	Key, Seq, Data string
+	// Shard is the Kinesis shard (from the eventID); empty for the other
+	// sources.
+	Shard string
+}
+
+// decodeRecs reduces an event of any source to recs.
+func decodeRecs(body []byte) ([]rec, error) {
+	var ev struct{ Records []json.RawMessage }
+	if err := json.Unmarshal(body, &ev); err != nil {
+		return nil, err
+	}
+	out := make([]rec, 0, len(ev.Records))
+	for _, raw := range ev.Records {
+		var head struct {
+			A string `json:"eventSource"`
+			B string `json:"EventSource"`
+		}
+		if err := json.Unmarshal(raw, &head); err != nil {
+			return nil, err
+		}
+		switch head.A + head.B {
+		case "aws:kinesis":
+			var r events.KinesisEventRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, err
+			}
+			shard, _, _ := strings.Cut(r.EventID, ":")
+			out = append(out, rec{Key: r.Kinesis.PartitionKey, Seq: r.Kinesis.SequenceNumber, Data: string(r.Kinesis.Data), Shard: shard})
+		case "aws:dynamodb":
+			var r events.DynamoDBEventRecord
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, err
+			}
+			img := r.Change.NewImage
+			if img == nil {
+				img = r.Change.OldImage
+			}
+			var data string
+			if v, ok := img["data"]; ok && v.DataType() == events.DataTypeString {
+				data = v.String()
+			}
+			out = append(out, rec{Key: r.Change.Keys["pk"].String(), Seq: r.Change.SequenceNumber, Data: data})
+		case "aws:sqs":
+			var r events.SQSMessage
+			if err := json.Unmarshal(raw, &r); err != nil {
+				return nil, err
+			}
+			out = append(out, rec{Key: r.Attributes["MessageGroupId"], Seq: r.MessageId, Data: r.Body})
+		default:
+			return nil, fmt.Errorf("unknown eventSource %q", head.A+head.B)
+		}
+	}
+	return out, nil
+}
+
+// call is one invocation the sink received.
+type call struct {
+	At   time.Time
+	Run  int
+	Body []byte
+	Recs []rec
+	Req  *http.Request
+}
+
+// sink is an HTTP function that records every invocation and answers with
+// respond (200 and an empty body when nil). respond may hijack the
+// connection; it then returns status 0.
+type sink struct {
+	srv     *httptest.Server
+	mu      sync.Mutex
+	calls   []call
+	run     atomic.Int64
+	last    atomic.Int64 // unix nanos of the last call
+	respond func(w http.ResponseWriter, c call) (status int, body string)
+}
+
+func newSink(t *testing.T, respond func(w http.ResponseWriter, c call) (int, string)) *sink {
+	t.Helper()
+	s := &sink{respond: respond}
+	s.last.Store(time.Now().UnixNano())
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		recs, err := decodeRecs(body)
+		if err != nil {
+			http.Error(w, "bad event: "+err.Error(), 400)
+			return
+		}
+		c := call{At: time.Now(), Run: int(s.run.Load()), Body: body, Recs: recs, Req: r}
+		s.mu.Lock()
+		s.calls = append(s.calls, c)
+		s.mu.Unlock()
+		s.last.Store(time.Now().UnixNano())
+		status, out := 200, ""
+		if s.respond != nil {
+			status, out = s.respond(w, c)
+		}
+		if status == 0 {
+			return // hijacked
+		}
+		if status != 200 {
+			w.Header().Set("X-Amz-Function-Error", "Unhandled")
+			w.WriteHeader(status)
+			if out == "" {
+				out = `{"errorMessage":"boom","errorType":"Error"}`
+			}
+		}
+		_, _ = io.WriteString(w, out)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *sink) snapshot() []call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]call(nil), s.calls...)
+}
+
+func (s *sink) ncalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.calls)
+}
+
+// waitFor polls cond every 20 ms until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// watchdog fails t when the sink sees no invocation for idle while the test
+// still runs, the engine's promise that it never deadlocks. Stop it with the
+// returned func.
+func watchdog(t *testing.T, s *sink, idle time.Duration) func() {
+	t.Helper()
+	done := make(chan struct{})
+	var once sync.Once
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if since := time.Since(time.Unix(0, s.last.Load())); since > idle {
+					t.Errorf("watchdog: no invocation for %s", since.Round(time.Second))
+					return
+				}
+			}
+		}
+	}()
+	stop := func() { once.Do(func() { close(done) }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// ledger follows delivered records across esmd runs: how often each was
+// delivered, how many deliveries repeated an earlier one, and per-key order
+// within each run (a key's counters are consecutive inside one run).
+type ledger struct {
+	mu         sync.Mutex
+	count      map[string]int
+	run        int
+	next       map[string]int // per key, within the current run
+	dups       int
+	runDups    map[int]int
+	violations []string
+	// floor is, per shard, the checkpoint saved when the current run
+	// started ("" for the only shard of a one-shard source): no record at
+	// or before it may come again.
+	floor    map[string]string
+	belowCP  []string
+	recentAt []time.Time // delivery time of each observed record batch
+	recentN  []int
+}
+
+func newLedger() *ledger {
+	return &ledger{count: map[string]int{}, next: map[string]int{}, runDups: map[int]int{}}
+}
+
+// setFloor records the checkpoints saved before the next run.
+func (l *ledger) setFloor(saved map[string]string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.floor = saved
+}
+
+// since counts the records delivered at or after at.
+func (l *ledger) since(at time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for i := len(l.recentAt) - 1; i >= 0 && !l.recentAt[i].Before(at); i-- {
+		n += l.recentN[i]
+	}
+	return n
+}
+
+// observe takes the records of one call of the given run; data is
+// "key:counter".
+func (l *ledger) observe(run int, recs []rec) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if run != l.run {
+		l.run = run
+		l.next = map[string]int{}
+	}
+	l.recentAt = append(l.recentAt, time.Now())
+	l.recentN = append(l.recentN, len(recs))
+	for _, r := range recs {
+		d := r.Data
+		if l.count[d] > 0 && l.floor != nil {
+			cp, ok := l.floor[r.Shard]
+			if !ok && len(l.floor) == 1 && r.Shard == "" {
+				for _, v := range l.floor {
+					cp, ok = v, true
+				}
+			}
+			if ok && seqLE(r.Seq, cp) && len(l.belowCP) < 10 {
+				l.belowCP = append(l.belowCP, fmt.Sprintf("run %d: %s (seq %s) at or before the saved checkpoint %s", run, d, r.Seq, cp))
+			}
+		}
+		i := strings.LastIndexByte(d, ':')
+		if i < 0 {
+			continue
+		}
+		key := d[:i]
+		var n int
+		fmt.Sscanf(d[i+1:], "%d", &n)
+		if l.count[d] > 0 {
+			l.dups++
+			l.runDups[run]++
+		}
+		l.count[d]++
+		if want, ok := l.next[key]; ok && n != want && len(l.violations) < 10 {
+			l.violations = append(l.violations, fmt.Sprintf("run %d, %s: got %d, want %d", run, key, n, want))
+		}
+		l.next[key] = n + 1
+	}
+}
+
+// seqLE compares decimal sequence numbers.
+func seqLE(a, b string) bool {
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a <= b
+}
+
+func (l *ledger) unique() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.count)
+}
+
+// lost lists the records of want never delivered.
+func (l *ledger) lost(want []put) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, r := range want {
+		if l.count[string(r.Data)] == 0 {
+			out = append(out, string(r.Data))
+		}
+	}
+	return out
+}
+
+func dataOf(c call) []string {
+	out := make([]string, len(c.Recs))
+	for i, r := range c.Recs {
+		out[i] = r.Data
+	}
+	return out
+}
+
+// put is one record to write.
+type put struct {
+	Key  string
+	Data []byte
+}
+
+// keyedRecords builds n records over keys keys, each carrying "key:counter".
+func keyedRecords(keys, n int) []put {
+	recs := make([]put, 0, n)
+	next := make([]int, keys)
+	for i := 0; i < n; i++ {
+		k := i % keys
+		recs = append(recs, put{Key: fmt.Sprintf("key-%d", k), Data: []byte(fmt.Sprintf("key-%d:%d", k, next[k]))})
+		next[k]++
+	}
+	return recs
+}
+
+// putRecords writes recs to the stream in PutRecords calls of up to 500,
+// failing t on any failed entry, and returns the result entries.
+func putRecords(t *testing.T, endpoint, stream string, recs []put) []ktypes.PutRecordsResultEntry {
+	t.Helper()
+	kc := servers.KinesisClient(endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out := make([]ktypes.PutRecordsResultEntry, 0, len(recs))
+	for i := 0; i < len(recs); i += 500 {
+		chunk := recs[i:min(i+500, len(recs))]
+		entries := make([]ktypes.PutRecordsRequestEntry, len(chunk))
+		for j, r := range chunk {
+			entries[j] = ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(r.Key), Data: r.Data}
+		}
+		res, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
+		if err != nil {
+			t.Fatalf("put records: %v", err)
+		}
+		if n := aws.ToInt32(res.FailedRecordCount); n > 0 {
+			t.Fatalf("put records: %d failed", n)
+		}
+		out = append(out, res.Records...)
+	}
+	return out
+}
+
+// putItems writes each record as the item {pk: key, data: data}, in order,
+// in BatchWriteItem calls that never hold one key twice.
+func putItems(t *testing.T, endpoint, table string, recs []put) {
+	t.Helper()
+	c := servers.DynamoDBClient(endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	flush := func(reqs []dtypes.WriteRequest) {
+		for len(reqs) > 0 {
+			out, err := c.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
+			if err != nil {
+				t.Fatalf("batch write: %v", err)
+			}
+			reqs = out.UnprocessedItems[table]
+		}
+	}
+	var batch []dtypes.WriteRequest
+	keys := map[string]bool{}
+	for _, r := range recs {
+		if len(batch) == 25 || keys[r.Key] {
+			flush(batch)
+			batch, keys = nil, map[string]bool{}
+		}
+		keys[r.Key] = true
+		batch = append(batch, dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: map[string]dtypes.AttributeValue{
+			"pk":   &dtypes.AttributeValueMemberS{Value: r.Key},
+			"data": &dtypes.AttributeValueMemberS{Value: string(r.Data)},
+		}}})
+	}
+	flush(batch)
+}
+
+// baseYAML renders the top of an esmd configuration: AWS endpoints (lines
+// under aws.endpoints), one HTTP function "sink", the checkpoint file in
+// dir/state, debug logging and no admin server.
+func baseYAML(endpoints, dir, sinkURL, fnExtra string) string {
+	return fmt.Sprintf(`aws:
+  region: us-east-1
+  credentials: {accessKeyId: test, secretAccessKey: test}
+  endpoints:
+%sfunctions:
+  sink:
+    http: {url: %q, timeout: 30s%s}
+checkpoints:
+  file: {path: %s}
+server: {listen: "off"}
+logging: {level: debug}
+shutdownTimeout: 20s
+`, endpoints, sinkURL, fnExtra, filepath.Join(dir, "state", "checkpoints.db"))
+}
+
+// mappingYAML renders one mapping from arn to the sink; extra lines are
+// indented into it.
+func mappingYAML(arn, extra string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "mappings:\n  - EventSourceArn: %s\n    FunctionName: sink\n", arn)
+	for _, line := range strings.Split(strings.TrimSpace(extra), "\n") {
+		if line != "" {
+			b.WriteString("    " + line + "\n")
+		}
+	}
+	return b.String()
+}

@@ -22,7 +22,10 @@ type sqsPoller struct {
 	// carry holds messages received beyond the last batch's 6 MB cut; they
 	// open the next batch.
 	carry []event.Record
-	bo    *backoff.ExponentialBackOff
+	// received is when the receive that returned the oldest message of
+	// the current batch began; carriedAt the same for carry.
+	received, carriedAt time.Time
+	bo                  *backoff.ExponentialBackOff
 }
 
 // run loops until the mapping drains or stops, the pool shrinks, or the
@@ -109,6 +112,7 @@ func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
 	cfg := &r.cfg
 	buf := p.carry
 	p.carry = nil
+	p.received = p.carriedAt
 	size := event.EventSize(buf)
 	var deadline time.Time
 	if len(buf) > 0 && cfg.BatchWindow > 0 {
@@ -126,6 +130,7 @@ func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
 			}
 			wait = min(wait, rem.Truncate(time.Second))
 		}
+		asked := time.Now()
 		recs, err := r.deps.Queue.Receive(ctx, min(10, cfg.BatchSize-len(buf)), wait)
 		r.stats.Polls.Add(1)
 		if err != nil {
@@ -140,8 +145,11 @@ func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
 		}
 		r.fullPolls.Add(1)
 		r.stats.PolledEvents.Add(int64(len(recs)))
-		if len(buf) == 0 && cfg.BatchWindow > 0 {
-			deadline = time.Now().Add(cfg.BatchWindow)
+		if len(buf) == 0 {
+			p.received = asked
+			if cfg.BatchWindow > 0 {
+				deadline = time.Now().Add(cfg.BatchWindow)
+			}
 		}
 		for i := range recs {
 			size += event.AddedSize(len(buf)+i, len(recs[i].JSON))
@@ -160,6 +168,7 @@ func (p *sqsPoller) cut(buf []event.Record) []event.Record {
 		size += event.AddedSize(i, len(buf[i].JSON))
 		if size > max && i > 0 {
 			p.carry = append([]event.Record(nil), buf[i:]...)
+			p.carriedAt = p.received
 			return buf[:i]
 		}
 	}
@@ -227,7 +236,14 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 		if !r.groups.lock(ctx, group) {
 			return true
 		}
-		defer r.groups.unlock(group)
+		defer func() { r.groups.unlock(group, failed) }()
+		if r.groups.failedSince(group, p.received) {
+			// An earlier message of the group failed while these waited:
+			// they must not pass it.
+			r.log.Warn("returning messages received before an earlier message of their group failed", "messages", len(recs), "group", group)
+			p.giveBack(ctx, recs)
+			return true
+		}
 	}
 	select {
 	case r.slots <- struct{}{}:

@@ -68,7 +68,7 @@ func NewSQSRunner(cfg SQSConfig, deps SQSDeps) (*SQSRunner, error) {
 		done:       make(chan struct{}),
 		lastResult: "No records processed",
 		slots:      make(chan struct{}, cfg.MaxConcurrency),
-		groups:     groupLocks{m: map[string]chan struct{}{}},
+		groups:     groupLocks{m: map[string]chan struct{}{}, failed: map[string]time.Time{}},
 	}, nil
 }
 
@@ -261,11 +261,20 @@ func (r *SQSRunner) retire() bool {
 	}
 }
 
-// groupLocks lets one batch per FIFO message group be in flight.
+// groupLocks lets one batch per FIFO message group be in flight, and
+// remembers when each group last failed, so that messages of the group
+// that were received before the failure and waited for the group (SQS
+// never hands them out while earlier ones are in flight, but a server may,
+// and a visibility timeout may run out) are returned rather than invoked
+// out of order.
 type groupLocks struct {
-	mu sync.Mutex
-	m  map[string]chan struct{}
+	mu     sync.Mutex
+	m      map[string]chan struct{}
+	failed map[string]time.Time
 }
+
+// maxFailedGroups bounds the failure times kept; older ones are pruned.
+const maxFailedGroups = 10000
 
 // lock waits until no other batch of group is in flight and takes the
 // group. It returns false when ctx ends first.
@@ -287,9 +296,31 @@ func (g *groupLocks) lock(ctx context.Context, group string) bool {
 	}
 }
 
-func (g *groupLocks) unlock(group string) {
+// failedSince reports that group failed after t. The caller holds the
+// group.
+func (g *groupLocks) failedSince(group string, t time.Time) bool {
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	f, ok := g.failed[group]
+	return ok && f.After(t)
+}
+
+// unlock releases the group; failed records that its batch returned
+// messages.
+func (g *groupLocks) unlock(group string, failed bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if failed {
+		if len(g.failed) >= maxFailedGroups {
+			cutoff := time.Now().Add(-15 * time.Minute)
+			for k, t := range g.failed {
+				if t.Before(cutoff) {
+					delete(g.failed, k)
+				}
+			}
+		}
+		g.failed[group] = time.Now()
+	}
 	close(g.m[group])
 	delete(g.m, group)
-	g.mu.Unlock()
 }

@@ -350,6 +350,46 @@ func TestSQSFIFOGroups(t *testing.T) {
 	})
 }
 
+// TestSQSFIFOGroupFailureHoldsLaterBatches gives two pollers consecutive
+// messages of one group at once, as a queue with racing receives may: when
+// the earlier batch fails, the later one is returned, not invoked.
+func TestSQSFIFOGroupFailureHoldsLaterBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(true, 30*time.Second)
+		q.leaky = true
+		q.send("g", bodiesN("x", 10)...)
+		var mu sync.Mutex
+		var ok []string
+		failed := false
+		f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
+			time.Sleep(100 * time.Millisecond)
+			mu.Lock()
+			defer mu.Unlock()
+			if ms[0].Body == "x000" && !failed {
+				failed = true
+				return nil, &FunctionError{Kind: "Unhandled"}
+			}
+			for _, m := range ms {
+				ok = append(ok, m.Body)
+			}
+			return okResponse(""), nil
+		})
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 5, InitialConcurrency: 2, MaxConcurrency: 2}, q, f)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		mu.Lock()
+		got := slices.Clone(ok)
+		mu.Unlock()
+		if !slices.Equal(got, bodiesN("x", 10)) || q.remaining() != 0 {
+			t.Fatalf("succeeded %v, %d left; want x000..x009 in order", got, q.remaining())
+		}
+		if n := len(f.snapshot()); n != 3 {
+			t.Fatalf("%d invocations; want 3 (the failed batch, then both in order)", n)
+		}
+		drain(t, r, done)
+	})
+}
+
 func TestSQSScaling(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newFakeQueue(false, 5*time.Minute)

@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -199,18 +198,10 @@ func (e *esmd) stop() {
 	}
 }
 
-// result is one measured value, written as a JSON line to ESMD_BENCH_OUT
-// for run.sh's summary.
-type result struct {
-	Bench  string  `json:"bench"`
-	Metric string  `json:"metric"`
-	Value  float64 `json:"value"`
-	Unit   string  `json:"unit"`
-}
-
 var outMu sync.Mutex
 
-// report logs a measured value and appends it to ESMD_BENCH_OUT.
+// report logs a measured value and appends it to ESMD_BENCH_OUT as a line
+// BENCH<tab>METRIC<tab>VALUE<tab>UNIT, for run.sh's summary.
 func report(t testing.TB, bench, metric string, value float64, unit string) {
 	t.Helper()
 	t.Logf("%s: %s = %.4g %s", bench, metric, value, unit)
@@ -225,8 +216,7 @@ func report(t testing.TB, bench, metric string, value float64, unit string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b, _ := json.Marshal(result{bench, metric, value, unit})
-	_, _ = f.Write(append(b, '\n'))
+	_, _ = fmt.Fprintf(f, "%s\t%s\t%.6g\t%s\n", bench, metric, value, unit)
 }
 
 // waitFor polls cond every 20 ms until it holds or timeout passes.

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs esmd's performance benchmarks and prints a summary table: each target
+# of the load-testing issue with its measured value (medians of repeated
+# runs), each measured in this one run together with its baseline.
+#
+#   bash test/bench/run.sh            # everything (about 5 minutes)
+#   COUNT=3 bash test/bench/run.sh    # fewer repetitions of the engine bench
+#
+# Needs kinesalite (bash test/install.sh). The machine should be otherwise
+# idle: the targets are ratios and per-record costs on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+COUNT="${COUNT:-5}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+results="$work/results.tsv"
+: >"$results"
+
+echo "== engine: generator -> engine -> HTTP no-op sink, and the bare POST loop (count=$COUNT)" >&2
+go test -run '^$' -bench '^Benchmark(Engine|BarePOST)$' -benchtime=1x -count="$COUNT" -timeout 30m ./test/bench | tee "$work/engine.txt" >&2
+
+# median METRIC BENCH: the median of METRIC over the BENCH lines.
+median() {
+	awk -v b="^$2-" -v m="$1" '$1 ~ b { for (i = 2; i < NF; i++) if ($(i+1) == m) print $i }' "$work/engine.txt" |
+		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'
+}
+engine=$(median records/s BenchmarkEngine)
+bare=$(median records/s BenchmarkBarePOST)
+allocs=$(median allocs/record BenchmarkEngine)
+gor=$(median goroutines BenchmarkEngine)
+{
+	printf 'engine\tthroughput\t%s\trecords/s\n' "$engine"
+	printf 'engine\tbare POST loop\t%s\trecords/s\n' "$bare"
+	printf 'engine\tratio to bare POST loop\t%s\tx\n' "$(awk -v a="$engine" -v b="$bare" 'BEGIN { printf "%.3f", a / b }')"
+	printf 'engine\tallocations\t%s\tallocs/record\n' "$allocs"
+	printf 'engine\tgoroutines at most (400000 records)\t%s\tgoroutines\n' "$gor"
+} >>"$results"
+
+echo "== Kinesis (kinesalite), latency and scale" >&2
+ESMD_BENCH=1 ESMD_BENCH_OUT="$results" go test -run '^(TestKinesisThroughput|TestLatency|TestScale)$' -v -timeout 30m ./test/bench >&2
+
+# value BENCH METRIC
+value() { awk -F'\t' -v b="$1" -v m="$2" '$1 == b && $2 == m { print $3 }' "$results" | tail -1; }
+# row NAME MEASURED UNIT GOAL OP LIMIT: OP is ge or le.
+row() {
+	local verdict
+	verdict=$(awk -v v="$2" -v op="$5" -v l="$6" 'BEGIN { if (v == "" || v == "nan") print "n/a"; else if ((op == "ge" && v + 0 >= l + 0) || (op == "le" && v + 0 <= l + 0)) print "met"; else print "MISSED" }')
+	printf '%-44s %14s %-12s %-14s %s\n' "$1" "$2" "$3" "$4" "$verdict"
+}
+echo
+printf '%-44s %14s %-12s %-14s %s\n' "target" "measured" "unit" "goal" "verdict"
+printf '%s\n' "--------------------------------------------------------------------------------------------------"
+row "engine throughput" "$(value engine throughput)" "records/s" ">= 500000" ge 500000
+row "engine / bare POST loop" "$(value engine 'ratio to bare POST loop')" "x" ">= 0.8" ge 0.8
+row "engine allocations" "$(value engine allocations)" "per record" "<= 2" le 2
+row "engine goroutines (no per-record ones)" "$(value engine 'goroutines at most (400000 records)')" "max" "<= 100" le 100
+row "Kinesis esmd / raw reader" "$(value kinesis 'ratio to raw reader')" "x" ">= 0.9" ge 0.9
+row "Kinesis process CPU" "$(value kinesis 'process CPU')" "us/record" "<= 5" le 5
+row "Kinesis peak RSS" "$(value kinesis 'peak RSS')" "MiB" "<= 50" le 50
+row "Kinesis records delivered" "$(value kinesis 'records delivered')" "records" "= 200000" ge 200000
+row "latency put-to-invoke p50" "$(value latency 'put-to-invoke p50')" "ms" "<= 150" le 150
+row "latency put-to-invoke p99" "$(value latency 'put-to-invoke p99')" "ms" "<= 400" le 400
+row "latency worst of first 5 after idle" "$(value latency 'worst of the first 5 after idle')" "ms" "<= 400" le 400
+row "scale RSS, 1,000 idle shards" "$(value scale 'RSS with 1000 idle shards')" "MiB" "<= 143 (150 MB)" le 143
+row "scale RSS, 10,000 idle shards (runs)" "$(value scale 'RSS with 10000 idle shards')" "MiB" "runs" ge 0
+row "scale memory per shard" "$(value scale 'memory per shard')" "KiB" "reported" ge 0
+echo
+echo "raw values:"
+cat "$results"

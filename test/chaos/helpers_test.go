@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -369,6 +370,14 @@ func (s *sink) ncalls() int {
 	return len(s.calls)
 }
 
+// abortConn closes c with a TCP reset.
+func abortConn(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.Close()
+}
+
 // waitFor polls cond every 20 ms until it holds or timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -605,16 +614,20 @@ func putItems(t *testing.T, endpoint, table string, recs []put) {
 }
 
 // baseYAML renders the top of an esmd configuration: AWS endpoints (lines
-// under aws.endpoints), one HTTP function "sink", the checkpoint file in
+// under aws.endpoints), one HTTP function "sink" (fnExtra adds settings to
+// it; the timeout is 30 s unless fnExtra sets one), the checkpoint file in
 // dir/state, debug logging and no admin server.
 func baseYAML(endpoints, dir, sinkURL, fnExtra string) string {
+	if !strings.Contains(fnExtra, "timeout:") {
+		fnExtra = ", timeout: 30s" + fnExtra
+	}
 	return fmt.Sprintf(`aws:
   region: us-east-1
   credentials: {accessKeyId: test, secretAccessKey: test}
   endpoints:
 %sfunctions:
   sink:
-    http: {url: %q, timeout: 30s%s}
+    http: {url: %q%s}
 checkpoints:
   file: {path: %s}
 server: {listen: "off"}

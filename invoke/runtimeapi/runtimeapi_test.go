@@ -1,0 +1,194 @@
+package runtimeapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/esmd-dev/esmd/mapping"
+)
+
+// playRuntime starts an Invoker whose process only sleeps, so that the test
+// itself can speak the Runtime API of slot 0, and returns the API's base
+// URL.
+func playRuntime(t *testing.T, timeout time.Duration) (*Invoker, string) {
+	t.Helper()
+	inv, err := New(Config{Name: "orders", Command: []string{"sleep", "60"}, Timeout: timeout, Region: "eu-west-1", Account: "123456789012"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inv.Close() })
+	return inv, "http://" + inv.slots[0].ln.Addr().String() + "/2018-06-01/runtime/"
+}
+
+type outcome struct {
+	resp *mapping.Response
+	err  error
+}
+
+func invokeAsync(inv *Invoker, id, payload string) chan outcome {
+	ch := make(chan outcome, 1)
+	go func() {
+		resp, err := inv.Invoke(context.Background(), &mapping.Request{Payload: []byte(payload), RequestID: id})
+		ch <- outcome{resp, err}
+	}()
+	return ch
+}
+
+func do(t *testing.T, method, url, body string, header ...string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+func TestRuntimeAPIProtocol(t *testing.T) {
+	inv, api := playRuntime(t, 30*time.Second)
+
+	got := invokeAsync(inv, "req-1", `{"Records":[1]}`)
+	before := time.Now()
+	status, h, body := do(t, "GET", api+"invocation/next", "")
+	if status != 200 || body != `{"Records":[1]}` {
+		t.Fatalf("next = %d %q", status, body)
+	}
+	if h.Get("Lambda-Runtime-Aws-Request-Id") != "req-1" ||
+		h.Get("Lambda-Runtime-Invoked-Function-Arn") != "arn:aws:lambda:eu-west-1:123456789012:function:orders" ||
+		!strings.HasPrefix(h.Get("Lambda-Runtime-Trace-Id"), "Root=1-") {
+		t.Errorf("next headers = %v", h)
+	}
+	ms, _ := strconv.ParseInt(h.Get("Lambda-Runtime-Deadline-Ms"), 10, 64)
+	if d := time.UnixMilli(ms).Sub(before); d < 29*time.Second || d > 31*time.Second {
+		t.Errorf("deadline %s after the call, want 30s", d)
+	}
+
+	if status, _, _ := do(t, "GET", api+"invocation/next", ""); status != http.StatusForbidden {
+		t.Errorf("a second next during an invocation = %d, want 403", status)
+	}
+	if status, _, _ := do(t, "POST", api+"invocation/req-other/response", "{}"); status != http.StatusBadRequest {
+		t.Errorf("response for an unknown id = %d, want 400", status)
+	}
+	if status, _, _ := do(t, "GET", api+"nothing", ""); status != http.StatusNotFound {
+		t.Errorf("unknown path = %d, want 404", status)
+	}
+	if status, _, _ := do(t, "POST", api+"invocation/req-1/response", `{"batchItemFailures":[]}`); status != http.StatusAccepted {
+		t.Errorf("response = %d, want 202", status)
+	}
+	o := <-got
+	want := &mapping.Response{Body: []byte(`{"batchItemFailures":[]}`), StatusCode: 200, ExecutedVersion: "$LATEST"}
+	if o.err != nil || !cmp.Equal(o.resp, want) {
+		t.Errorf("Invoke = %+v, %v; want %+v", o.resp, o.err, want)
+	}
+
+	tests := []struct {
+		name   string
+		post   func(id string) int
+		want   *mapping.FunctionError
+		status int
+	}{
+		{
+			name: "error type from the header, message from a text body",
+			post: func(id string) int {
+				s, _, _ := do(t, "POST", api+"invocation/"+id+"/error", "it broke\nsecond line", "Lambda-Runtime-Function-Error-Type", "Runtime.Crash")
+				return s
+			},
+			want:   &mapping.FunctionError{Kind: "Unhandled", Type: "Runtime.Crash", Message: "it broke", StatusCode: 200, ExecutedVersion: "$LATEST"},
+			status: http.StatusAccepted,
+		},
+		{
+			name: "error object",
+			post: func(id string) int {
+				s, _, _ := do(t, "POST", api+"invocation/"+id+"/error", `{"errorMessage":"bad","errorType":"ValueError","stackTrace":["a"]}`, "Lambda-Runtime-Function-Error-Type", "Unhandled")
+				return s
+			},
+			want:   &mapping.FunctionError{Kind: "Unhandled", Type: "ValueError", Message: "bad", StatusCode: 200, ExecutedVersion: "$LATEST"},
+			status: http.StatusAccepted,
+		},
+		{
+			name: "response too large",
+			post: func(id string) int {
+				req, _ := http.NewRequest("POST", api+"invocation/"+id+"/response", bytes.NewReader(make([]byte, 7<<20)))
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			},
+			want:   &mapping.FunctionError{Kind: "Unhandled", Type: "Function.ResponseSizeTooLarge", Message: "Response payload size exceeded maximum allowed payload size (6291556 bytes).", StatusCode: 200, ExecutedVersion: "$LATEST"},
+			status: http.StatusRequestEntityTooLarge,
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := "req-e" + strconv.Itoa(i)
+			got := invokeAsync(inv, id, `{}`)
+			if status, _, _ := do(t, "GET", api+"invocation/next", ""); status != 200 {
+				t.Fatalf("next = %d", status)
+			}
+			if status := tt.post(id); status != tt.status {
+				t.Errorf("post = %d, want %d", status, tt.status)
+			}
+			o := <-got
+			var fe *mapping.FunctionError
+			if !errors.As(o.err, &fe) {
+				t.Fatalf("err = %v, want a function error", o.err)
+			}
+			if d := cmp.Diff(tt.want, fe); d != "" {
+				t.Errorf("function error (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestRuntimeAPITimeoutRestartsProcess(t *testing.T) {
+	inv, api := playRuntime(t, 300*time.Millisecond)
+	got := invokeAsync(inv, "req-slow", `{}`)
+	if status, _, _ := do(t, "GET", api+"invocation/next", ""); status != 200 {
+		t.Fatalf("next = %d", status)
+	}
+	s := inv.slots[0]
+	s.mu.Lock()
+	pid := s.cmd.Process.Pid
+	s.mu.Unlock()
+	o := <-got
+	var fe *mapping.FunctionError
+	if !errors.As(o.err, &fe) || !fe.Timeout || fe.Message != "Task timed out after 0.30 seconds" {
+		t.Fatalf("err = %v, want a timeout", o.err)
+	}
+	// A late answer is refused, and a new process replaces the killed one.
+	if status, _, _ := do(t, "POST", api+"invocation/req-slow/response", "{}"); status != http.StatusBadRequest {
+		t.Errorf("late response = %d, want 400", status)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.mu.Lock()
+		newPID, alive := s.cmd.Process.Pid, s.alive
+		s.mu.Unlock()
+		if alive && newPID != pid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no new process after the timeout (pid %d, alive %v)", newPID, alive)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

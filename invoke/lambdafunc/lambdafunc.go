@@ -209,9 +209,7 @@ func (inv *Invoker) outcome(ctx, cctx context.Context, r result, allowed time.Du
 			return nil, invoke.TimeoutError(allowed, "")
 		case errors.As(err, &tmr):
 			te := &mapping.ThrottleError{StatusCode: http.StatusTooManyRequests, Err: err}
-			if s, err := strconv.Atoi(aws.ToString(tmr.RetryAfterSeconds)); err == nil && s > 0 {
-				te.RetryAfter = time.Duration(s) * time.Second
-			} else if errors.As(err, &re) {
+			if te.RetryAfter = retryAfter(aws.ToString(tmr.RetryAfterSeconds)); te.RetryAfter == 0 && errors.As(err, &re) {
 				te.RetryAfter = retryAfter(re.Response.Header.Get("Retry-After"))
 			}
 			return nil, te

@@ -94,6 +94,25 @@ func TestOutcomes(t *testing.T) {
 			want: want{throttle: 7 * time.Second},
 		},
 		{
+			name: "throttle with Retry-After only",
+			h: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
+				w.Header().Set("Retry-After", "3")
+				w.WriteHeader(429)
+				io.WriteString(w, `{"message":"Rate exceeded"}`)
+			},
+			want: want{throttle: 3 * time.Second},
+		},
+		{
+			name: "throttle without a delay",
+			h: func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("X-Amzn-ErrorType", "TooManyRequestsException")
+				w.WriteHeader(429)
+				io.WriteString(w, `{"message":"Rate exceeded"}`)
+			},
+			want: want{throttle: 0},
+		},
+		{
 			name: "not found is invoke-side",
 			h: func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("X-Amzn-ErrorType", "ResourceNotFoundException")

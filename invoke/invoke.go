@@ -58,13 +58,18 @@ func ParseError(body []byte) (e LambdaError, ok bool) {
 }
 
 // FunctionError builds the function error of a failed invocation from its
-// error body: Lambda's error object when body is one, else the body's first
-// line as the message.
+// error body: the errorType and errorMessage of a JSON object, else the
+// body's first line as the message.
 func FunctionError(kind string, status int, version string, body []byte) *mapping.FunctionError {
 	fe := &mapping.FunctionError{Kind: kind, StatusCode: status, ExecutedVersion: version}
-	if le, ok := ParseError(body); ok {
-		fe.Type, fe.Message = le.Type, le.Message
-	} else {
+	// The body is known to be an error: read errorType and errorMessage
+	// from any object, whatever else it holds.
+	var le LambdaError
+	if b := bytes.TrimSpace(body); len(b) > 0 && b[0] == '{' {
+		_ = json.Unmarshal(b, &le)
+	}
+	fe.Type, fe.Message = le.Type, le.Message
+	if fe.Type == "" && fe.Message == "" {
 		fe.Message = Snippet(body, 200)
 	}
 	if IsTimeout(fe.Type, fe.Message) {

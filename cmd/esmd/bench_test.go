@@ -334,3 +334,62 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// TestBenchReplacesStreamSource benches a DynamoDB stream mapping: its
+// source becomes a DynamoDB-shaped generator, and the handler parses every
+// record of the events it gets.
+func TestBenchReplacesStreamSource(t *testing.T) {
+	h := &counter.Handler{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	cfgPath := filepath.Join(t.TempDir(), "esmd.yaml")
+	yaml := `functions:
+  fn:
+    http: {url: "` + srv.URL + `/"}
+mappings:
+  - EventSourceArn: arn:aws:dynamodb:us-east-1:123456789012:table/items/stream/2024-01-01T00:00:00.000
+    FunctionName: fn
+    StartingPosition: LATEST
+    BatchSize: 25
+`
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runBench(t, "-c", cfgPath, "--records", "2000", "--shards", "2", "--json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	hs := h.Stats()
+	if !strings.Contains(rep.Generator, "shape=dynamodb") || rep.Records != 2000 || hs.Unique != 2000 || hs.Unparsed != 0 ||
+		rep.BatchSize != 25 || rep.Batches < 80 {
+		t.Fatalf("report %+v, handler %+v", rep, hs)
+	}
+}
+
+func TestHistogramQuantiles(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Millisecond)
+	}
+	for _, c := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Millisecond}, {0.9, 900 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {1, time.Second}} {
+		got := h.quantile(c.q)
+		// A bucket is 1/16 of an octave wide: about 4.4%.
+		if got < c.want || float64(got) > float64(c.want)*1.045 {
+			t.Errorf("q%.2f = %s, want %s within one bucket above", c.q, got, c.want)
+		}
+	}
+	if h.max != time.Second || h.quantile(1) != time.Second {
+		t.Errorf("max %s, q1 %s", h.max, h.quantile(1))
+	}
+	var empty hist
+	if empty.quantile(0.5) != 0 {
+		t.Error("an empty histogram has a median")
+	}
+}

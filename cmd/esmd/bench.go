@@ -348,13 +348,11 @@ func benchRun(ctx context.Context, cfg *config.Config, o *benchOptions, c combo,
 	s.Source = config.Source{Kind: config.SourceGenerator, ARN: spec.URL(), Partition: "aws", Region: generator.Region,
 		Account: generator.Account, Resource: spec.Name, Generator: &spec}
 
-	inv, err := newInvoker(s.Function, cfg.Functions[s.Function], log)
+	inv, closer, err := newFunction(s.Function, cfg.Functions[s.Function], cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("mapping %s: %w", s.Name, err)
 	}
-	if c, ok := inv.(interface{ Close() error }); ok {
-		defer c.Close()
-	}
+	defer closer.Close()
 	obs := newObserver(inv, o.faults, spec.Seed)
 	sink := &failureSink{obs: obs}
 	if s.OnFailure != nil {

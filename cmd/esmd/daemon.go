@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -317,14 +318,13 @@ func (d *daemonState) start(s config.Settings) error {
 	fp := fingerprint(config.Settings{Name: s.Function}, fn)
 	inv, ok := d.invokers[fp]
 	if !ok {
+		var closer io.Closer
 		var err error
-		inv, err = newInvoker(s.Function, fn, d.log)
+		inv, closer, err = newFunction(s.Function, fn, cfg, d.log)
 		if err != nil {
 			return fmt.Errorf("mapping %s: %w", s.Name, err)
 		}
-		if c, ok := inv.(interface{ Close() error }); ok {
-			d.closers = append(d.closers, c.Close)
-		}
+		d.closers = append(d.closers, closer.Close)
 		d.invokers[fp] = inv
 	}
 	a := &active{settings: s, fingerprint: fingerprint(s, fn), done: make(chan struct{}),

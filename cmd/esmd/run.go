@@ -18,7 +18,6 @@ import (
 
 	"github.com/esmd-dev/esmd/config"
 	"github.com/esmd-dev/esmd/event"
-	"github.com/esmd-dev/esmd/invoke/httpfunc"
 	"github.com/esmd-dev/esmd/mapping"
 	"github.com/esmd-dev/esmd/pollers/dynamodbstreams"
 	"github.com/esmd-dev/esmd/pollers/generator"
@@ -107,27 +106,6 @@ func awsConfig(ctx context.Context, c config.AWS) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("aws: load configuration: %w", err)
 	}
 	return cfg, nil
-}
-
-func newInvoker(name string, f config.Function, log *slog.Logger) (mapping.Invoker, error) {
-	switch f.Kind() {
-	case config.FunctionHTTP:
-		return httpfunc.New(httpfunc.Config{
-			URL:     f.HTTP.URL,
-			Timeout: f.Timeout(),
-			Headers: secretHeaders(f.HTTP.Headers),
-			Logger:  log.With("function", name),
-		})
-	}
-	return nil, fmt.Errorf("function %s: %s functions are not supported yet; use an http function", name, f.Kind())
-}
-
-func secretHeaders(h map[string]config.Secret) map[string]string {
-	out := make(map[string]string, len(h))
-	for k, v := range h {
-		out[k] = string(v)
-	}
-	return out
 }
 
 func newSource(s config.Settings, cl *clients, log *slog.Logger) (mapping.Source, event.Kind, error) {

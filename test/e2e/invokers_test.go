@@ -1,9 +1,3 @@
-//go:build invokers
-
-// The constraint above keeps this file out of the default build until
-// cmd/esmd builds functions with newFunction (every kind); remove it then.
-// Until that, run it with: go test -tags invokers ./test/e2e -run ThroughEachInvoker
-
 package e2e
 
 import (

@@ -3,6 +3,8 @@ package generator_test
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -141,6 +143,7 @@ func TestEngineBisectsPoison(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := r.Drain(ctx); err != nil {
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
 			t.Fatal(err)
 		}
 		if err := <-done; err != nil {

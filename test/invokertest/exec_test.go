@@ -24,9 +24,8 @@ func newExec(t testing.TB, timeout time.Duration) *execfunc.Invoker {
 
 func TestExec(t *testing.T) {
 	invokertest.Run(t, invokertest.Target{
-		// Python starts slowly on a busy machine: leave room for it.
-		Invoker: newExec(t, 3*time.Second),
-		Timeout: 3 * time.Second,
+		Invoker: newExec(t, suiteTimeout),
+		Timeout: suiteTimeout,
 		Exits:   true,
 	})
 }

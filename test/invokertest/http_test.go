@@ -23,8 +23,8 @@ func newHTTP(t testing.TB, timeout time.Duration) *httpfunc.Invoker {
 
 func TestHTTP(t *testing.T) {
 	invokertest.Run(t, invokertest.Target{
-		Invoker:   newHTTP(t, time.Second),
-		Timeout:   time.Second,
+		Invoker:   newHTTP(t, suiteTimeout),
+		Timeout:   suiteTimeout,
 		Throttles: true,
 	})
 }

@@ -32,8 +32,8 @@ func newRIE(t testing.TB, fnTimeout time.Duration) *lambdafunc.Invoker {
 
 func TestLambdaRIE(t *testing.T) {
 	invokertest.Run(t, invokertest.Target{
-		Invoker: newRIE(t, time.Second),
-		Timeout: time.Second,
+		Invoker: newRIE(t, suiteTimeout),
+		Timeout: suiteTimeout,
 		Exits:   true,
 	})
 }

@@ -62,8 +62,8 @@ func newNATS(t testing.TB, url string, timeout time.Duration) *natsfunc.Invoker 
 
 func TestNATS(t *testing.T) {
 	invokertest.Run(t, invokertest.Target{
-		Invoker: newNATS(t, bigNATS(t), time.Second),
-		Timeout: time.Second,
+		Invoker: newNATS(t, bigNATS(t), suiteTimeout),
+		Timeout: suiteTimeout,
 	})
 }
 

@@ -53,9 +53,9 @@ func TestRuntimeGo(t *testing.T) {
 		Name:        "orders",
 		Command:     []string{functions.GoHandler(t)},
 		Concurrency: 8,
-		Timeout:     time.Second,
+		Timeout:     suiteTimeout,
 	})
-	invokertest.Run(t, invokertest.Target{Invoker: inv, Timeout: time.Second, Exits: true, Concurrent: 16})
+	invokertest.Run(t, invokertest.Target{Invoker: inv, Timeout: suiteTimeout, Exits: true, Concurrent: 16})
 }
 
 func TestRuntimePython(t *testing.T) {
@@ -64,11 +64,11 @@ func TestRuntimePython(t *testing.T) {
 		Command:     []string{py, "-m", "awslambdaric", "handler.handle"},
 		Dir:         functions.PyHandlerDir(),
 		Concurrency: 2,
-		Timeout:     2 * time.Second,
+		Timeout:     suiteTimeout,
 	})
 	invokertest.Run(t, invokertest.Target{
 		Invoker:   inv,
-		Timeout:   2 * time.Second,
+		Timeout:   suiteTimeout,
 		Exits:     true,
 		ErrorType: "HandlerError",
 	})

@@ -84,6 +84,10 @@ type Config struct {
 // RIEFunctionName is the only function name the emulator serves.
 const RIEFunctionName = "function"
 
+// rieHold bounds how long one call may hold the emulator: Lambda's longest
+// function timeout and a minute.
+const rieHold = 16 * time.Minute
+
 // Invoker calls the Lambda Invoke API. It is safe for concurrent use; with
 // RIECompat it makes one call at a time, in the order callers arrive.
 type Invoker struct {
@@ -138,13 +142,7 @@ type result struct {
 // abandons the invocation and returns ctx's error, wrapped. See the package
 // documentation for the outcomes.
 func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.Response, error) {
-	start := time.Now()
-	deadline := req.Deadline
-	if inv.cfg.Timeout > 0 {
-		if d := start.Add(inv.cfg.Timeout); deadline.IsZero() || d.Before(deadline) {
-			deadline = d
-		}
-	}
+	begin := time.Now()
 	in := &lambda.InvokeInput{
 		FunctionName:   aws.String(inv.name),
 		Qualifier:      inv.qual,
@@ -153,7 +151,9 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 	}
 	var r result
 	var cctx context.Context
+	var start, deadline time.Time
 	if inv.serial == nil {
+		start, deadline = inv.deadline(req)
 		var cancel context.CancelFunc
 		cctx, cancel = withDeadline(ctx, deadline)
 		defer cancel()
@@ -164,19 +164,34 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 		case <-ctx.Done():
 			return nil, fmt.Errorf("lambda function %s: waiting for the emulator: %w", inv.cfg.FunctionName, ctx.Err())
 		}
-		// The call outlives an abandoning ctx and holds the emulator until
-		// it answers: a second call while it runs would crash it.
-		var cancel context.CancelFunc
-		cctx, cancel = withDeadline(context.WithoutCancel(ctx), deadline)
+		// The function's time starts when the emulator is ours.
+		start, deadline = inv.deadline(req)
+		// The call outlives an abandoning ctx, and the client's timeout,
+		// and holds the emulator until it answers: a second call while it
+		// runs would crash it. The emulator ends the handler at the
+		// function's own timeout; rieHold only bounds a hung emulator.
+		callCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rieHold)
 		done := make(chan result, 1)
 		go func() {
 			defer cancel()
-			out, err := inv.api.Invoke(cctx, in, inv.opts...)
+			out, err := inv.api.Invoke(callCtx, in, inv.opts...)
 			<-inv.serial
 			done <- result{out, err}
 		}()
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			t := time.NewTimer(time.Until(deadline))
+			defer t.Stop()
+			expired = t.C
+		}
+		var timedOut context.CancelCauseFunc
+		cctx, timedOut = context.WithCancelCause(ctx)
+		defer timedOut(nil)
 		select {
 		case r = <-done:
+		case <-expired:
+			timedOut(invoke.ErrTimedOut)
+			r.err = invoke.ErrTimedOut
 		case <-ctx.Done():
 			r.err = ctx.Err()
 		}
@@ -186,9 +201,22 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 		inv.log.LogAttrs(ctx, slog.LevelDebug, "lambda function invoked",
 			slog.String("function", inv.cfg.FunctionName), slog.String("mapping", req.Mapping),
 			slog.String("request_id", req.RequestID), slog.Int("attempt", req.Attempt),
-			slog.Duration("duration", time.Since(start)), slog.Bool("ok", err == nil))
+			slog.Duration("duration", time.Since(begin)), slog.Bool("ok", err == nil))
 	}
 	return out, err
+}
+
+// deadline returns now and the deadline of an invocation starting now: the
+// configured timeout, or the request's Deadline when that comes first.
+func (inv *Invoker) deadline(req *mapping.Request) (start, deadline time.Time) {
+	start = time.Now()
+	deadline = req.Deadline
+	if inv.cfg.Timeout > 0 {
+		if d := start.Add(inv.cfg.Timeout); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
+	}
+	return start, deadline
 }
 
 func withDeadline(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {

@@ -2,6 +2,7 @@ package lambdafunc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -297,5 +298,48 @@ func TestRIESerialises(t *testing.T) {
 	}
 	if most.Load() != 1 {
 		t.Errorf("up to %d calls at once, want 1", most.Load())
+	}
+}
+
+// TestRIETimeoutKeepsEmulator checks that a call past the client's timeout
+// is a timeout for its caller while the emulator stays held until it
+// answers, and that a queued call's time starts when it gets the emulator.
+func TestRIETimeoutKeepsEmulator(t *testing.T) {
+	var in, most atomic.Int32
+	c, _ := fakeLambda(t, func(w http.ResponseWriter, r *http.Request) {
+		n := in.Add(1)
+		if n > most.Load() {
+			most.Store(n)
+		}
+		defer in.Add(-1)
+		var cmd struct{ Ms int }
+		_ = json.NewDecoder(r.Body).Decode(&cmd)
+		time.Sleep(time.Duration(cmd.Ms) * time.Millisecond)
+		io.WriteString(w, `{}`)
+	})
+	inv, err := New(c, Config{FunctionName: "orders", RIECompat: true, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := inv.Invoke(t.Context(), &mapping.Request{Payload: []byte(`{"Ms":600}`)})
+		slow <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	_, err = inv.Invoke(t.Context(), &mapping.Request{Payload: []byte(`{"Ms":200}`)})
+	if err != nil {
+		t.Errorf("queued call: %v, want success: its time starts when it gets the emulator", err)
+	}
+	if took := time.Since(start); took < 700*time.Millisecond {
+		t.Errorf("queued call returned after %s, before the slow call released the emulator", took)
+	}
+	var fe *mapping.FunctionError
+	if err := <-slow; !errors.As(err, &fe) || !fe.Timeout {
+		t.Errorf("slow call: err = %v, want a timeout", err)
+	}
+	if most.Load() != 1 {
+		t.Errorf("%d calls reached the emulator at once, want 1", most.Load())
 	}
 }

@@ -200,6 +200,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			if !r.isDraining() {
 				running += r.startReady(wctx, shards, exits)
 			}
+			if drainC != nil && running == 0 && r.sourceDone(shards) {
+				drainC = nil
+			}
 			discover.Reset(r.cfg.DiscoveryInterval)
 		case ex := <-exits:
 			running--
@@ -219,6 +222,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			case errors.Is(ex.err, ErrSourceGone):
 				fatal = ex.err
 				cancelWorkers()
+			}
+			if drainC != nil && running == 0 && r.sourceDone(shards) {
+				drainC = nil
 			}
 		case <-progressC:
 			r.logProgress(&prog)
@@ -323,4 +329,29 @@ func (r *Runner) saveFinished(ctx context.Context, shard string) {
 	if err := r.deps.Checkpointer.Save(ctx, r.cfg.Name, shard, event.Position{Finished: true}); err != nil {
 		r.log.Error("saving a skipped closed shard as finished failed; it will be skipped again at the next start", "shard", shard, "err", err)
 	}
+}
+
+// FiniteSource is a Source whose every shard ends, such as a generator with a
+// record count or a duration. A Runner on a source whose Finite reports true
+// stops by itself, as after a completed drain, once every shard it listed is
+// finished.
+type FiniteSource interface {
+	Source
+	Finite() bool
+}
+
+// sourceDone reports that the source is finite and every shard is
+// finished, which ends the mapping; it logs that once.
+func (r *Runner) sourceDone(shards map[string]*shardState) bool {
+	f, ok := r.deps.Source.(FiniteSource)
+	if !ok || !f.Finite() || len(shards) == 0 {
+		return false
+	}
+	for _, st := range shards {
+		if !st.finished {
+			return false
+		}
+	}
+	r.log.Info("every shard of the source is finished: the mapping stops")
+	return true
 }

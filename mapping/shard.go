@@ -276,6 +276,8 @@ func (w *worker) send(ctx context.Context, lane int, recs []event.Record) bool {
 	select {
 	case w.lanes[lane].in <- recs:
 		return true
+	case <-w.halted:
+		return false
 	case <-ctx.Done():
 		return false
 	}
@@ -300,10 +302,12 @@ func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record) bool {
 		return true
 	}
 	pending := len(cases)
-	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.halted)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
 	for pending > 0 {
 		chosen, _, _ := reflect.Select(cases)
-		if chosen == len(cases)-1 {
+		if chosen >= len(cases)-2 {
 			return false
 		}
 		cases[chosen].Chan = reflect.Value{} // sent: ignore this case from now on
@@ -358,6 +362,10 @@ func (w *worker) save(ctx context.Context, finished bool) {
 	}
 	p := event.Position{Seq: seq, Finished: finished}
 	if err := w.r.deps.Checkpointer.Save(ctx, w.r.cfg.Name, w.shard.ID, p); err != nil {
+		if ctx.Err() != nil && !finished {
+			// The saver was stopped mid-save; the final save follows.
+			return
+		}
 		w.r.stats.CheckpointErrors.Add(1)
 		w.log.Error("saving checkpoint failed; the shard's position stays at the last saved one", "seq", seq, "saved_seq", w.saved, "err", err)
 		return

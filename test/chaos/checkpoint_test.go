@@ -77,10 +77,10 @@ func TestCheckpointDiskFull(t *testing.T) {
 	// Space is back: the restart resumes from the file (nothing saved:
 	// TRIM_HORIZON) and every record comes again.
 	r.s.run.Store(1)
-	before := r.l.dups
+	before := r.l.snap().dups
 	start := time.Now()
 	p2 := startESMD(t, r.dir, r.cfg)
-	waitFor(t, time.Minute, "every record again", func() bool { return r.l.runDups[1] == len(r.recs) })
+	waitFor(t, time.Minute, "every record again", func() bool { return r.l.snap().runDups[1] == len(r.recs) })
 	recovery := time.Since(start)
 	waitFor(t, 10*time.Second, "a saved checkpoint", func() bool { return strings.Contains(p2.log(), "checkpoints saved") })
 	if code := p2.term(30 * time.Second); code != 0 {
@@ -90,7 +90,7 @@ func TestCheckpointDiskFull(t *testing.T) {
 		t.Errorf("after the restart the file holds %v, want the shard's position", saved)
 	}
 	lost := len(r.l.lost(r.recs))
-	result(t, "checkpoint disk full (file size limit), then restart", 1, len(r.recs), lost, r.l.dups-before,
+	result(t, "checkpoint disk full (file size limit), then restart", 1, len(r.recs), lost, r.l.snap().dups-before,
 		fmt.Sprintf("restart re-delivered from the last saved position in %s", recovery.Round(100*time.Millisecond)))
 }
 

@@ -141,25 +141,25 @@ esmd: {pollInterval: 50ms}`, batch, lanes))
 	if len(lost) > 0 {
 		t.Errorf("%d records lost, e.g. %v", len(lost), lost[:min(5, len(lost))])
 	}
-	if len(l.violations) > 0 {
-		t.Errorf("per-key order broken within a run: %v", l.violations)
+	if len(l.snap().violations) > 0 {
+		t.Errorf("per-key order broken within a run: %v", l.snap().violations)
 	}
-	if len(l.belowCP) > 0 {
-		t.Errorf("records at or before a saved checkpoint came again: %v", l.belowCP)
+	if len(l.snap().belowCP) > 0 {
+		t.Errorf("records at or before a saved checkpoint came again: %v", l.snap().belowCP)
 	}
 	bound := src.shards * 2 * lanes * batch
 	worst := 0
 	for run := 1; run <= src.crashes; run++ {
-		worst = max(worst, l.runDups[run])
-		if l.runDups[run] > bounds[run] {
-			t.Errorf("run %d re-delivered %d records, above the bound %d", run, l.runDups[run], bounds[run])
+		worst = max(worst, l.snap().runDups[run])
+		if l.snap().runDups[run] > bounds[run] {
+			t.Errorf("run %d re-delivered %d records, above the bound %d", run, l.snap().runDups[run], bounds[run])
 		}
 	}
-	if l.runDups[0] != 0 {
-		t.Errorf("%d duplicates before the first crash", l.runDups[0])
+	if l.snap().runDups[0] != 0 {
+		t.Errorf("%d duplicates before the first crash", l.snap().runDups[0])
 	}
-	t.Logf("duplicates: %d in all, at most %d per crash (in-memory bound %d per crash, plus the last save's lag)", l.dups, worst, bound)
-	result(t, "kill -9 x"+strconv.Itoa(src.crashes)+", "+src.name, src.crashes, src.records, len(lost), l.dups, spread(recoveries))
+	t.Logf("duplicates: %d in all, at most %d per crash (in-memory bound %d per crash, plus the last save's lag)", l.snap().dups, worst, bound)
+	result(t, "kill -9 x"+strconv.Itoa(src.crashes)+", "+src.name, src.crashes, src.records, len(lost), l.snap().dups, spread(recoveries))
 }
 
 // savedCheckpoints reads, per shard, the sequence numbers saved in dir's
@@ -264,5 +264,5 @@ func TestCrashSQS(t *testing.T) {
 	if len(lost) > 0 {
 		t.Errorf("%d messages lost", len(lost))
 	}
-	result(t, "kill -9 x"+strconv.Itoa(crashes)+", sqs", crashes, total, len(lost), l.dups, spread(recoveries))
+	result(t, "kill -9 x"+strconv.Itoa(crashes)+", sqs", crashes, total, len(lost), l.snap().dups, spread(recoveries))
 }

@@ -246,7 +246,7 @@ esmd: {pollInterval: 50ms, retryBackoff: {initial: 50ms, max: 500ms}}`, dest)))
 				t.Errorf("%d records neither succeeded nor reached the destination", lost)
 			}
 			sc.check(t, s, l, failures, p.log())
-			result(t, "function: "+sc.name, s.ncalls(), sc.records, max(lost, 0), l.dups, fmt.Sprintf("%s to finish; %d given up with a failure record", took.Round(100*time.Millisecond), given))
+			result(t, "function: "+sc.name, s.ncalls(), sc.records, max(lost, 0), l.snap().dups, fmt.Sprintf("%s to finish; %d given up with a failure record", took.Round(100*time.Millisecond), given))
 		})
 	}
 }

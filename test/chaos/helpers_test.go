@@ -502,6 +502,24 @@ func (l *ledger) observe(run int, recs []rec) {
 	}
 }
 
+// ledgerView is a copy of a ledger's counts.
+type ledgerView struct {
+	dups                int
+	runDups             map[int]int
+	violations, belowCP []string
+}
+
+// snap copies the counts, safe while calls still arrive.
+func (l *ledger) snap() ledgerView {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v := ledgerView{dups: l.dups, runDups: map[int]int{}, violations: append([]string(nil), l.violations...), belowCP: append([]string(nil), l.belowCP...)}
+	for k, n := range l.runDups {
+		v.runDups[k] = n
+	}
+	return v
+}
+
 // seqLE compares decimal sequence numbers.
 func seqLE(a, b string) bool {
 	if len(a) != len(b) {

@@ -223,7 +223,7 @@ esmd: {pollInterval: 50ms, retryBackoff: {initial: 10ms, max: 50ms}}`, dest))
 			}
 		}
 	}
-	result(t, "security: secrets in logs, check, failure records", 1, 20, 0, l.dups, fmt.Sprintf("%d outputs, no secret", len(outputs)))
+	result(t, "security: secrets in logs, check, failure records", 1, 20, 0, l.snap().dups, fmt.Sprintf("%d outputs, no secret", len(outputs)))
 }
 
 // TestDockerfileNonRoot checks that the image's final stage runs as a

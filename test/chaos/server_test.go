@@ -140,9 +140,9 @@ esmd: {pollInterval: 100ms, shardDiscoveryInterval: 2s}`))
 			t.Errorf("%s: %d records lost", f.name, len(lost))
 		}
 		t.Logf("%s: %d failing lines %v, %d records arrived during the fault, recovered in %s", f.name, total, lines, during, recovery.Round(10*time.Millisecond))
-		result(t, "Kinesis server: "+f.name, 1, len(all), len(lost), l.dups, fmt.Sprintf("%s after the fault ended", recovery.Round(100*time.Millisecond)))
+		result(t, "Kinesis server: "+f.name, 1, len(all), len(lost), l.snap().dups, fmt.Sprintf("%s after the fault ended", recovery.Round(100*time.Millisecond)))
 	}
-	if len(l.violations) > 0 {
-		t.Errorf("per-key order broken: %v", l.violations)
+	if len(l.snap().violations) > 0 {
+		t.Errorf("per-key order broken: %v", l.snap().violations)
 	}
 }

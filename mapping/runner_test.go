@@ -628,3 +628,31 @@ func TestStatusReportsShardsAndState(t *testing.T) {
 		t.Fatalf("status after drain = %+v", st)
 	}
 }
+
+func TestFailingCheckpointStoreStopsAdvancing(t *testing.T) {
+	s := fakes.NewStream(1)
+	var last string
+	for i := 0; i < 200; i++ {
+		last = s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+	}
+	cps := fakes.NewCheckpoints()
+	cps.SetFail(errors.New("disk full"))
+	fn := &fakes.Function{}
+	h := start(t, baseConfig(), s, fn, cps)
+	eventually(t, "saves failing", func() bool { return h.r.Stats().CheckpointErrors.Load() >= 2 })
+	time.Sleep(100 * time.Millisecond)
+	// Lanes may run BatchSize x P records past the last saved position,
+	// plus the batch that found the limit.
+	if n := h.r.Stats().InvokedEvents.Load(); n > 20 {
+		t.Fatalf("%d records invoked while no checkpoint could be saved, want at most 20", n)
+	}
+	if p := cps.Get(mname, "shard-0"); !p.IsZero() {
+		t.Fatalf("checkpoint %v reported while saves failed", p)
+	}
+	cps.SetFail(nil)
+	eventually(t, "recovery", func() bool { return cps.Get(mname, "shard-0").Seq == last })
+	h.drain()
+	if n := h.r.Stats().InvokedEvents.Load(); n != 200 {
+		t.Fatalf("%d records invoked, want 200 exactly once", n)
+	}
+}

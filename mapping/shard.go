@@ -26,10 +26,11 @@ type worker struct {
 	stats shardStats
 	saveC chan struct{} // wakes the saver; capacity 1
 	// halted is closed when a lane stops before its input is done.
-	halted   chan struct{}
-	haltOnce sync.Once
-	mu       sync.Mutex // guards saved
-	saved    string     // last sequence number saved
+	halted      chan struct{}
+	haltOnce    sync.Once
+	mu          sync.Mutex // guards saved and saveFailing
+	saved       string     // last sequence number saved
+	saveFailing bool
 }
 
 // exit says why a worker stopped.
@@ -81,7 +82,7 @@ func (w *worker) resolve(lane, n int) {
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
 	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
 	for {
-		ok, moved := w.tr.lead(lane, limit)
+		ok, moved := w.tr.lead(lane, limit, w.r.cfg.CheckpointInterval <= 0)
 		if ok {
 			return true
 		}
@@ -331,7 +332,9 @@ func laneFor(key string, lanes int) int {
 }
 
 // saver saves the shard's checkpoint after each completed batch, or every
-// CheckpointInterval, until ctx ends.
+// CheckpointInterval, until ctx ends. A failed save is retried with backoff;
+// meanwhile lanes stop once they lead the last saved position by the lead
+// limit, so esmd stops advancing rather than deliver what it cannot record.
 func (w *worker) saver(ctx context.Context) {
 	var tick <-chan time.Time
 	if iv := w.r.cfg.CheckpointInterval; iv > 0 {
@@ -339,39 +342,68 @@ func (w *worker) saver(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = w.r.cfg.RetryInitial
+	bo.MaxInterval = w.r.cfg.RetryMax
+	bo.MaxElapsedTime = 0
+	var retry *time.Timer
+	var retryC <-chan time.Time
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-w.saveC:
 		case <-tick:
+		case <-retryC:
+			retryC = nil
 		case <-ctx.Done():
 			return
 		}
-		w.save(ctx, false)
+		if w.save(ctx, false) {
+			bo.Reset()
+			continue
+		}
+		if ctx.Err() == nil && retryC == nil {
+			retry = time.NewTimer(bo.NextBackOff())
+			retryC = retry.C
+		}
 	}
 }
 
-// save stores the tracker's checkpoint if it moved since the last save.
-func (w *worker) save(ctx context.Context, finished bool) {
-	w.tr.mu.Lock()
-	seq := w.tr.doneSeq
-	w.tr.mu.Unlock()
+// save stores the tracker's checkpoint if it moved since the last save. It
+// reports false when the save failed.
+func (w *worker) save(ctx context.Context, finished bool) bool {
+	idx, seq := w.tr.checkpoint()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !finished && (seq == "" || seq == w.saved) {
-		return
+		return true
 	}
 	p := event.Position{Seq: seq, Finished: finished}
 	if err := w.r.deps.Checkpointer.Save(ctx, w.r.cfg.Name, w.shard.ID, p); err != nil {
 		if ctx.Err() != nil && !finished {
 			// The saver was stopped mid-save; the final save follows.
-			return
+			return false
 		}
 		w.r.stats.CheckpointErrors.Add(1)
-		w.log.Error("saving checkpoint failed; the shard's position stays at the last saved one", "seq", seq, "saved_seq", w.saved, "err", err)
-		return
+		if !w.saveFailing {
+			w.saveFailing = true
+			w.log.Error("saving checkpoint failed; the shard's position stays at the last saved one and the shard stops advancing until saving works again",
+				"seq", seq, "saved_seq", w.saved, "err", err)
+		}
+		return false
+	}
+	if w.saveFailing {
+		w.saveFailing = false
+		w.log.Info("saving checkpoint recovered", "seq", seq)
 	}
 	w.r.stats.CheckpointSaves.Add(1)
 	w.saved = seq
+	w.tr.markSaved(idx)
+	return true
 }
 
 // saveFinal writes the last checkpoint with its own short deadline, so that

@@ -22,7 +22,9 @@ type tracker struct {
 	// doneSeq is the sequence number of index done, or "" when nothing
 	// new was resolved since the tracker started.
 	doneSeq string
-	// moved is closed, and replaced, each time done advances.
+	// saved is the highest index whose position was saved; -1 for none.
+	saved int64
+	// moved is closed, and replaced, each time done or saved advances.
 	moved chan struct{}
 }
 
@@ -48,7 +50,7 @@ func (q *idxQueue) pop(n int) {
 }
 
 func newTracker(lanes int) *tracker {
-	return &tracker{lanes: make([]idxQueue, lanes), done: -1, moved: make(chan struct{})}
+	return &tracker{lanes: make([]idxQueue, lanes), done: -1, saved: -1, moved: make(chan struct{})}
 }
 
 // add registers records in shard order; lane[i] is the lane of the record
@@ -97,17 +99,42 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 }
 
 // lead reports whether lane's next record is less than limit records past
-// the checkpoint; when it is not, the channel is closed once the checkpoint
-// moves. The lane that holds the checkpoint back always has lead 0, so
-// waiting on it cannot deadlock.
-func (t *tracker) lead(lane int, limit int64) (bool, <-chan struct{}) {
+// the checkpoint (the saved one when fromSaved); when it is not, the channel
+// is closed once the checkpoint moves. Measured from the resolved
+// checkpoint, the lane that holds it back always has lead 0, so waiting
+// cannot deadlock; measured from the saved one, lanes wait while saves fail,
+// and go on once the saver succeeds again.
+func (t *tracker) lead(lane int, limit int64, fromSaved bool) (bool, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	q := &t.lanes[lane]
-	if q.len() == 0 || q.front()-(t.done+1) < limit {
+	base := t.done
+	if fromSaved {
+		base = t.saved
+	}
+	if q.len() == 0 || q.front()-(base+1) < limit {
 		return true, nil
 	}
 	return false, t.moved
+}
+
+// checkpoint returns the index and sequence number of the resolved
+// checkpoint.
+func (t *tracker) checkpoint() (int64, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.done, t.doneSeq
+}
+
+// markSaved records that the position of index idx was saved.
+func (t *tracker) markSaved(idx int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if idx > t.saved {
+		t.saved = idx
+		close(t.moved)
+		t.moved = make(chan struct{})
+	}
 }
 
 // pending reports how many records were read but are not yet resolved.

@@ -187,9 +187,17 @@ func (r *reader) Close() error { return nil }
 
 // Checkpoints is an in-memory mapping.Checkpointer.
 type Checkpoints struct {
-	mu  sync.Mutex
-	m   map[string]event.Position
-	Err error // returned by Save when set
+	mu   sync.Mutex
+	m    map[string]event.Position
+	Err  error // returned by Save when set before use
+	fail error
+}
+
+// SetFail makes every Save fail with err from now on; nil heals the store.
+func (c *Checkpoints) SetFail(err error) {
+	c.mu.Lock()
+	c.fail = err
+	c.mu.Unlock()
 }
 
 var _ mapping.Checkpointer = (*Checkpoints)(nil)
@@ -210,6 +218,9 @@ func (c *Checkpoints) Save(ctx context.Context, m, shard string, p event.Positio
 	defer c.mu.Unlock()
 	if c.Err != nil {
 		return c.Err
+	}
+	if c.fail != nil {
+		return c.fail
 	}
 	c.m[m+"/"+shard] = p
 	return nil

@@ -180,6 +180,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return exitFailure
 	}
 	log := newLogger(cfg.Logging, stderr)
+	sdkLog = log
 	log.Info("esmd starting", "version", version, "config", path, "mappings", len(cfg.Mappings))
 	sigs, stop := notifySignals()
 	defer stop()

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/esmd-dev/esmd/config"
 	"github.com/esmd-dev/esmd/event"
@@ -23,6 +24,10 @@ import (
 	"github.com/esmd-dev/esmd/pollers/generator"
 	"github.com/esmd-dev/esmd/pollers/kinesis"
 )
+
+// sdkLog receives the AWS SDK's log lines; cmdRun points it at esmd's
+// logger.
+var sdkLog = slog.New(slog.DiscardHandler)
 
 // clients builds each AWS client once, on first use.
 type clients struct {
@@ -101,6 +106,12 @@ func awsConfig(ctx context.Context, c config.AWS) (aws.Config, error) {
 		opts = append(opts, awsconfig.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(
 			c.Credentials.AccessKeyID, string(c.Credentials.SecretAccessKey), string(c.Credentials.SessionToken))))
 	}
+	// The SDK's own log lines (e.g. a response body it could not discard
+	// after a broken connection) would go to stderr once per attempt,
+	// outside slog: keep them at debug level in esmd's log.
+	opts = append(opts, awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		sdkLog.Debug(fmt.Sprintf(format, v...), "component", "aws-sdk", "class", string(c))
+	})))
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("aws: load configuration: %w", err)

@@ -3,7 +3,7 @@
 GO ?= go
 BIN ?= bin/esmd
 
-.PHONY: all build check test install-test-servers clean
+.PHONY: all build check test quickstart install-test-servers clean
 
 all: build
 
@@ -17,6 +17,11 @@ check:
 
 test:
 	bash test/run.sh $(ARGS)
+
+# quickstart: esmd on its embedded default (a generated stream, an example
+# handler, a poison record isolated by bisect); needs nothing but Go.
+quickstart:
+	bash examples/quickstart.sh
 
 install-test-servers:
 	bash test/install.sh

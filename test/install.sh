@@ -67,4 +67,6 @@ install_moto
 # The Lambda runtime emulator and AWS's Python runtime client, for the
 # function tests.
 bash "$here/install-lambda.sh"
+# Headless Chromium, for the test that opens esmd bench's HTML report.
+bash "$here/install-browser.sh"
 say "done: tools in $tools"

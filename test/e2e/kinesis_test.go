@@ -240,6 +240,26 @@ func (o *orderCheck) observe(recs []string) {
 	}
 }
 
+// dupCount, violationList and deliveries read the counts so far; the sink
+// may still be observing.
+func (o *orderCheck) dupCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.dups
+}
+
+func (o *orderCheck) violationList() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]string(nil), o.violations...)
+}
+
+func (o *orderCheck) deliveries() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.records
+}
+
 func (o *orderCheck) unique() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -272,11 +292,11 @@ func TestKinesisParallelizationFactorKeepsKeyOrder(t *testing.T) {
 ParallelizationFactor: 10
 esmd: {pollInterval: 100ms}`))
 	waitFor(t, 5*time.Minute, "100,000 records", func() bool { return oc.unique() == total })
-	if len(oc.violations) > 0 {
-		t.Fatalf("per-key order violated: %v", oc.violations)
+	if len(oc.violationList()) > 0 {
+		t.Fatalf("per-key order violated: %v", oc.violationList())
 	}
-	if oc.dups != 0 {
-		t.Fatalf("%d duplicates without any failure", oc.dups)
+	if oc.dupCount() != 0 {
+		t.Fatalf("%d duplicates without any failure", oc.dupCount())
 	}
 	if p := s.peakConcurrency(); p < 2 {
 		t.Fatalf("peak concurrent invocations %d, want more than one lane at once", p)
@@ -327,8 +347,8 @@ esmd: {pollInterval: 100ms, shardDiscoveryInterval: 500ms}`))
 	waitActive(t, kc, name)
 	putRecords(t, ep, name, recs[400:])
 	waitFor(t, 2*time.Minute, "600 records", func() bool { return oc.unique() == 600 })
-	if len(oc.violations) > 0 {
-		t.Fatalf("a child record came before its parent's for the same key: %v", oc.violations)
+	if len(oc.violationList()) > 0 {
+		t.Fatalf("a child record came before its parent's for the same key: %v", oc.violationList())
 	}
 	if len(listShards(t, kc, name)) != 4 {
 		t.Fatalf("want 4 shards (parent, 2 children, merged)")
@@ -378,8 +398,8 @@ func TestKinesisEnhancedFanOut(t *testing.T) {
 	dir := t.TempDir()
 	startESMD(t, dir, kinesisYAML(shim, "", dir, consumer, s.srv.URL, `BatchSize: 50`))
 	waitFor(t, time.Minute, "every record", func() bool { return oc.unique() == total })
-	if len(oc.violations) > 0 || oc.dups > 0 {
-		t.Fatalf("order %v, duplicates %d", oc.violations, oc.dups)
+	if len(oc.violationList()) > 0 || oc.dupCount() > 0 {
+		t.Fatalf("order %v, duplicates %d", oc.violationList(), oc.dupCount())
 	}
 	for _, c := range s.snapshot() {
 		if c.Records[0].EventSourceArn != arn {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,14 +21,16 @@ func TestReloadAddsRemovesAndChangesMappings(t *testing.T) {
 	arnA := servers.CreateStream(t, ep, a, 2)
 	arnB := servers.CreateStream(t, ep, b, 1)
 	oc := newOrderCheck()
-	var maxBatchA, maxBatchAfter int
-	reloaded := false
+	var maxBatchAfter atomic.Int64
+	var reloaded atomic.Bool
 	s := newSink(t, func(c call) (int, string) {
 		oc.observe(dataOf(c))
-		if c.Records[0].EventSourceArn == arnA {
-			maxBatchA = max(maxBatchA, len(c.Recs))
-			if reloaded {
-				maxBatchAfter = max(maxBatchAfter, len(c.Recs))
+		if c.Records[0].EventSourceArn == arnA && reloaded.Load() {
+			for n := int64(len(c.Recs)); ; {
+				cur := maxBatchAfter.Load()
+				if n <= cur || maxBatchAfter.CompareAndSwap(cur, n) {
+					break
+				}
 			}
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -76,7 +79,7 @@ func TestReloadAddsRemovesAndChangesMappings(t *testing.T) {
 	// Change BatchSize and add b.
 	putRecords(t, ep, b, recsB)
 	write(mappingA(100, true) + mappingB)
-	reloaded = true
+	reloaded.Store(true)
 	hup()
 	putRecords(t, ep, a, recsA[1000:2000])
 	waitFor(t, time.Minute, "b and the second part of a", func() bool { return oc.unique() == 2500 })
@@ -102,11 +105,11 @@ func TestReloadAddsRemovesAndChangesMappings(t *testing.T) {
 	write(mappingA(100, true))
 	hup()
 	waitFor(t, time.Minute, "every record", func() bool { return oc.unique() == 4500 })
-	if len(oc.violations) > 0 || oc.dups > 0 {
-		t.Fatalf("order violations %v, duplicates %d", oc.violations, oc.dups)
+	if v, d := oc.violationList(), oc.dupCount(); len(v) > 0 || d > 0 {
+		t.Fatalf("order violations %v, duplicates %d", v, d)
 	}
-	if maxBatchAfter <= 10 {
-		t.Fatalf("largest batch of a after the reload was %d; BatchSize 100 did not apply", maxBatchAfter)
+	if n := maxBatchAfter.Load(); n <= 10 {
+		t.Fatalf("largest batch of a after the reload was %d; BatchSize 100 did not apply", n)
 	}
 	if code := p.term(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)

@@ -293,8 +293,8 @@ func TestStreamParallelizationKeepsKeyOrder(t *testing.T) {
 ParallelizationFactor: 10
 esmd: {pollInterval: 100ms}`))
 		waitFor(t, 3*time.Minute, "every record", func() bool { return oc.unique() == total })
-		if len(oc.violations) > 0 || oc.dups != 0 {
-			t.Fatalf("order violations %v, duplicates %d", oc.violations, oc.dups)
+		if len(oc.violationList()) > 0 || oc.dupCount() != 0 {
+			t.Fatalf("order violations %v, duplicates %d", oc.violationList(), oc.dupCount())
 		}
 		if p := s.peakConcurrency(); p < 2 {
 			t.Fatalf("peak concurrent invocations %d, want more than one lane at once", p)
@@ -335,9 +335,9 @@ esmd: {pollInterval: 100ms}`)
 		// and lanes may lead the checkpoint by 4 x 100 records; positions
 		// are saved after every batch.
 		bound := kills * 2 * (4*100 + 4*100)
-		t.Logf("%s: kill -9 x%d: %d records, %d deliveries, %d duplicates (bound %d)", k.name, kills, total, oc.records, oc.dups, bound)
-		if oc.dups > bound {
-			t.Fatalf("%d duplicates, above the bound %d", oc.dups, bound)
+		t.Logf("%s: kill -9 x%d: %d records, %d deliveries, %d duplicates (bound %d)", k.name, kills, total, oc.deliveries(), oc.dupCount(), bound)
+		if oc.dupCount() > bound {
+			t.Fatalf("%d duplicates, above the bound %d", oc.dupCount(), bound)
 		}
 	})
 }
@@ -367,15 +367,15 @@ esmd: {pollInterval: 100ms}`)
 		if !strings.Contains(p.log(), "mapping drained") {
 			t.Fatalf("no drain in the log")
 		}
-		atDrain := oc.records
+		atDrain := oc.deliveries()
 		// Records written while esmd is down arrive after the restart, and
 		// nothing from before the drain comes again.
 		st.put(t, recs[first:])
 		startESMD(t, dir, cfg)
 		waitFor(t, 2*time.Minute, "every record", func() bool { return oc.unique() == total })
-		t.Logf("%s: drained after %d deliveries; %d records in all, %d duplicates", k.name, atDrain, total, oc.dups)
-		if oc.dups != 0 || len(oc.violations) > 0 {
-			t.Fatalf("%d records re-delivered after a drain; order %v", oc.dups, oc.violations)
+		t.Logf("%s: drained after %d deliveries; %d records in all, %d duplicates", k.name, atDrain, total, oc.dupCount())
+		if oc.dupCount() != 0 || len(oc.violationList()) > 0 {
+			t.Fatalf("%d records re-delivered after a drain; order %v", oc.dupCount(), oc.violationList())
 		}
 	})
 }

@@ -1,0 +1,167 @@
+package sqs
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/invoke/httpfunc"
+	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/test/servers"
+)
+
+// benchMessages is how many messages each side of BenchmarkMotoThroughput
+// drains. moto spends time proportional to the queue's depth on every
+// receive and delete, so the queue is kept small.
+const benchMessages = 500
+
+// benchWorkers is the concurrency of the raw loop: esmd's initial five
+// pollers.
+const benchWorkers = 5
+
+// BenchmarkMotoThroughput drains a pre-filled moto queue twice in each
+// iteration: through an SQSRunner invoking a no-op HTTP function (receive,
+// encode, invoke, batch delete), and through a raw ReceiveMessage +
+// DeleteMessageBatch loop with five workers. It reports both rates and their
+// ratio.
+func BenchmarkMotoThroughput(b *testing.B) {
+	ep := servers.Moto(b)
+	c := servers.SQSClient(ep)
+	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{}")) }))
+	defer fn.Close()
+	inv, err := httpfunc.New(httpfunc.Config{URL: fn.URL, Timeout: 30 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	fill := func(url string) {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(4)
+		for i := 0; i < benchMessages; i += 10 {
+			var es []types.SendMessageBatchRequestEntry
+			for j := 0; j < 10; j++ {
+				es = append(es, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(j)),
+					MessageBody: aws.String(fmt.Sprintf(`{"order":%d,"note":"a typical small JSON body"}`, i+j))})
+			}
+			g.Go(func() error {
+				_, err := c.SendMessageBatch(gctx, &awssqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: es})
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	raw := func(url string) {
+		var got atomic.Int64
+		g, gctx := errgroup.WithContext(ctx)
+		for range benchWorkers {
+			g.Go(func() error {
+				for got.Load() < benchMessages {
+					out, err := c.ReceiveMessage(gctx, &awssqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+						MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}, MessageAttributeNames: []string{"All"}})
+					if err != nil {
+						return err
+					}
+					if len(out.Messages) == 0 {
+						continue
+					}
+					var es []types.DeleteMessageBatchRequestEntry
+					for i, m := range out.Messages {
+						es = append(es, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+					}
+					if _, err := c.DeleteMessageBatch(gctx, &awssqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: es}); err != nil {
+						return err
+					}
+					got.Add(int64(len(out.Messages)))
+				}
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	viaESMD := func(arn string) {
+		q, err := New(c, Config{QueueARN: arn, MaxWait: time.Second})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := mapping.NewSQSRunner(mapping.SQSConfig{Name: "bench", QueueARN: arn, BatchSize: 10, WaitTime: time.Second},
+			mapping.SQSDeps{Queue: q, Invoker: inv})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		tick := time.NewTicker(5 * time.Millisecond)
+		for r.SQSStats().DeletedEvents.Load() < benchMessages {
+			<-tick.C
+		}
+		tick.Stop()
+		if err := r.Drain(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	var rawT, esmdT time.Duration
+	i := 0
+	for b.Loop() {
+		b.StopTimer()
+		rawURL, _ := servers.CreateQueue(b, ep, servers.UniqueName("bench-raw"), nil)
+		esmdURL, esmdARN := servers.CreateQueue(b, ep, servers.UniqueName("bench-esmd"), nil)
+		fill(rawURL)
+		fill(esmdURL)
+		b.StartTimer()
+		timed := func(f func()) time.Duration {
+			begin := time.Now()
+			f()
+			return time.Since(begin)
+		}
+		// Alternate which goes first, so that neither gains from the
+		// other's warm server.
+		if i%2 == 0 {
+			rawT += timed(func() { raw(rawURL) })
+			esmdT += timed(func() { viaESMD(esmdARN) })
+		} else {
+			esmdT += timed(func() { viaESMD(esmdARN) })
+			rawT += timed(func() { raw(rawURL) })
+		}
+		i++
+	}
+	total := float64(benchMessages * b.N)
+	b.ReportMetric(total/rawT.Seconds(), "raw-msgs/s")
+	b.ReportMetric(total/esmdT.Seconds(), "esmd-msgs/s")
+	b.ReportMetric(rawT.Seconds()/esmdT.Seconds(), "esmd/raw")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkConvertAndEncode measures the per-message work of a receive: the
+// SDK message to the encoder's input, then Lambda's SQS record.
+func BenchmarkConvertAndEncode(b *testing.B) {
+	enc := event.NewSQSEncoder("us-east-1", "arn:aws:sqs:us-east-1:000000000000:q")
+	m := types.Message{
+		MessageId: aws.String("059f36b4-87a3-44ab-83d2-661975830a7d"), ReceiptHandle: aws.String("AQEBwJnKyrHigUMZj6rYigCgxlaS3SLy0a"),
+		Body: aws.String(`{"order":12345,"items":["a","b","c"],"note":"a typical small JSON body"}`), MD5OfBody: aws.String("e4e68fb7bd0e697a0ae8f1bb342846b3"),
+		Attributes: map[string]string{"ApproximateReceiveCount": "1", "SentTimestamp": "1545082649183",
+			"SenderId": "AIDAIENQZJOLO23YVJ4VO", "ApproximateFirstReceiveTimestamp": "1545082649185"},
+		MessageAttributes: map[string]types.MessageAttributeValue{"kind": {DataType: aws.String("String"), StringValue: aws.String("order")}},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = enc.Encode(convert(&m))
+	}
+}

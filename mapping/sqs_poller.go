@@ -232,6 +232,14 @@ func (p *sqsPoller) process(ctx context.Context, batch []event.Record) {
 func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group string) (failed bool) {
 	r := p.r
 	cfg := &r.cfg
+	// The heartbeat also covers the wait for the group and for a slot.
+	stop := p.heartbeat(ctx, recs)
+	stopped := false
+	defer func() {
+		if !stopped {
+			stop()
+		}
+	}()
 	if cfg.FIFO {
 		if !r.groups.lock(ctx, group) {
 			return true
@@ -250,9 +258,9 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 	case <-ctx.Done():
 		return true
 	}
-	stop := p.heartbeat(ctx, recs)
 	resp, err := p.invoke(ctx, recs)
 	stop()
+	stopped = true
 	<-r.slots
 	if ctx.Err() != nil {
 		return true // hard stop: everything reappears after its timeout

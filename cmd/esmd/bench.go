@@ -428,6 +428,16 @@ wait:
 		default:
 		}
 	}
+	if !complete {
+		// The runner also stops by itself once the generator's shards are
+		// all finished: the run is complete when every record resolved.
+		_, failed := sink.counts()
+		select {
+		case <-src.Done():
+			complete = obs.resolved()+failed >= src.Generated()
+		default:
+		}
+	}
 	elapsed := time.Since(start)
 	if o.progress {
 		fmt.Fprint(stderr, "\r\033[K")

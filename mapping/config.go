@@ -84,15 +84,7 @@ func (c *Config) setDefaults() {
 	if c.ProgressInterval == 0 {
 		c.ProgressInterval = 30 * time.Second
 	}
-	if c.RetryInitial <= 0 {
-		c.RetryInitial = 100 * time.Millisecond
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = 30 * time.Second
-	}
-	if c.RetryMax < c.RetryInitial {
-		c.RetryMax = c.RetryInitial
-	}
+	retryDefaults(&c.RetryInitial, &c.RetryMax)
 	if c.StartingPosition.Type == "" {
 		c.StartingPosition.Type = event.TrimHorizon
 	}

@@ -28,10 +28,7 @@ type lane struct {
 }
 
 func newLane(w *worker, idx int) *lane {
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = w.r.cfg.RetryInitial
-	bo.MaxInterval = w.r.cfg.RetryMax
-	bo.MaxElapsedTime = 0
+	bo := newBackoff(w.r.cfg.RetryInitial, w.r.cfg.RetryMax)
 	return &lane{
 		w:   w,
 		idx: idx,
@@ -394,10 +391,7 @@ func (l *lane) giveUp(ctx context.Context, recs []event.Record, cond event.Condi
 		l.log.Error("gave up on records; no on-failure destination is set, so they are dropped", attrs...)
 		return true
 	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = cfg.RetryInitial
-	bo.MaxInterval = cfg.RetryMax
-	bo.MaxElapsedTime = 0
+	bo := newBackoff(cfg.RetryInitial, cfg.RetryMax)
 	failing := false
 	for {
 		err := r.deps.Destination.Send(ctx, f)

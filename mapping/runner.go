@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/esmd-dev/esmd/event"
 )
@@ -25,13 +22,7 @@ type Runner struct {
 	log   *slog.Logger
 	stats Stats
 
-	drainC    chan struct{}
-	drainOnce sync.Once
-	done      chan struct{}
-
-	mu          sync.Mutex
-	lastResult  string
-	running     atomic.Bool
+	lifecycle
 	listFailing atomic.Bool
 	reg         registry
 }
@@ -46,12 +37,10 @@ func NewRunner(cfg Config, deps Deps) (*Runner, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{
-		cfg:        cfg,
-		deps:       deps,
-		log:        deps.Logger.With("mapping", cfg.Name, "source", string(cfg.Kind)),
-		drainC:     make(chan struct{}),
-		done:       make(chan struct{}),
-		lastResult: "No records processed",
+		cfg:       cfg,
+		deps:      deps,
+		log:       deps.Logger.With("mapping", cfg.Name, "source", string(cfg.Kind)),
+		lifecycle: newLifecycle(cfg.Name),
 	}, nil
 }
 
@@ -61,54 +50,17 @@ func (r *Runner) Stats() *Stats { return &r.stats }
 // Config returns the mapping's effective settings.
 func (r *Runner) Config() Config { return r.cfg }
 
-// LastProcessingResult returns AWS's LastProcessingResult text: "No records
-// processed", "OK" or "PROBLEM: Function call failed".
-func (r *Runner) LastProcessingResult() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastResult
-}
-
-func (r *Runner) noteResult(err error) {
-	res := "OK"
-	if err != nil {
-		res = "PROBLEM: Function call failed"
-	}
-	r.mu.Lock()
-	r.lastResult = res
-	r.mu.Unlock()
-}
-
-func (r *Runner) isDraining() bool {
-	select {
-	case <-r.drainC:
-		return true
-	default:
-		return false
-	}
-}
-
 // exhausted reports that a span that failed attempts times may not be
 // retried again.
 func (r *Runner) exhausted(attempts int) bool {
 	return r.cfg.MaxRetryAttempts >= 0 && attempts > r.cfg.MaxRetryAttempts
 }
 
-// Drain stops the mapping softly: it stops reading, lets in-flight
-// invocations finish without retrying them, and saves final checkpoints. It
-// waits until Run returns or ctx ends, and may be called more than once.
-func (r *Runner) Drain(ctx context.Context) error {
-	r.drainOnce.Do(func() { close(r.drainC) })
-	if !r.running.Load() {
-		return nil
-	}
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("mapping %s: drain: %w", r.cfg.Name, ctx.Err())
-	}
-}
+// Drain stops the mapping softly: it stops reading, lets lanes finish the
+// records already read without retrying failures, and saves final
+// checkpoints. It waits until Run returns or ctx ends, and may be called
+// more than once.
+func (r *Runner) Drain(ctx context.Context) error { return r.lifecycle.Drain(ctx) }
 
 // shardState is what the supervisor knows of one shard.
 type shardState struct {
@@ -124,8 +76,8 @@ type shardState struct {
 // ctx is cancelled (a hard stop: it returns ctx.Err() once every worker has
 // stopped), or the source is gone (an error wrapping ErrSourceGone).
 func (r *Runner) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
-		return fmt.Errorf("mapping %s: already running", r.cfg.Name)
+	if err := r.start(); err != nil {
+		return err
 	}
 	defer close(r.done)
 	r.reg.setState("Enabled", "User action")
@@ -143,10 +95,7 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	discover := time.NewTimer(0)
 	defer discover.Stop()
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = r.cfg.RetryInitial
-	bo.MaxInterval = r.cfg.DiscoveryInterval
-	bo.MaxElapsedTime = 0
+	bo := newBackoff(r.cfg.RetryInitial, r.cfg.DiscoveryInterval)
 	listFailing := false
 	drainC := r.drainC
 	var progressC <-chan time.Time

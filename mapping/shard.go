@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/esmd-dev/esmd/event"
 )
 
@@ -160,10 +158,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			_ = reader.Close()
 		}
 	}()
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = r.cfg.RetryInitial
-	bo.MaxInterval = r.cfg.RetryMax
-	bo.MaxElapsedTime = 0
+	bo := newBackoff(r.cfg.RetryInitial, r.cfg.RetryMax)
 	failing := false
 	retry := func(what string, err error) bool {
 		if !failing {
@@ -342,10 +337,7 @@ func (w *worker) saver(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
-	bo := backoff.NewExponentialBackOff()
-	bo.InitialInterval = w.r.cfg.RetryInitial
-	bo.MaxInterval = w.r.cfg.RetryMax
-	bo.MaxElapsedTime = 0
+	bo := newBackoff(w.r.cfg.RetryInitial, w.r.cfg.RetryMax)
 	var retry *time.Timer
 	var retryC <-chan time.Time
 	defer func() {

@@ -119,13 +119,7 @@ func (c *SQSConfig) setDefaults() {
 	if c.WaitTime <= 0 {
 		c.WaitTime = 20 * time.Second
 	}
-	if c.RetryInitial <= 0 {
-		c.RetryInitial = 100 * time.Millisecond
-	}
-	if c.RetryMax <= 0 {
-		c.RetryMax = 30 * time.Second
-	}
-	c.RetryMax = max(c.RetryMax, c.RetryInitial)
+	retryDefaults(&c.RetryInitial, &c.RetryMax)
 }
 
 func (c *SQSConfig) validate(d SQSDeps) error {

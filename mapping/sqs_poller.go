@@ -32,10 +32,7 @@ type sqsPoller struct {
 // queue is gone (its error). Receives run under rctx, the rest under ctx.
 func (p *sqsPoller) run(ctx, rctx context.Context) error {
 	r := p.r
-	p.bo = backoff.NewExponentialBackOff()
-	p.bo.InitialInterval = r.cfg.RetryInitial
-	p.bo.MaxInterval = r.cfg.RetryMax
-	p.bo.MaxElapsedTime = 0
+	p.bo = newBackoff(r.cfg.RetryInitial, r.cfg.RetryMax)
 	retired := false
 	defer func() {
 		if !retired {

@@ -24,13 +24,7 @@ type SQSRunner struct {
 	log   *slog.Logger
 	stats SQSStats
 
-	drainC    chan struct{}
-	drainOnce sync.Once
-	done      chan struct{}
-	running   atomic.Bool
-
-	mu         sync.Mutex
-	lastResult string
+	lifecycle
 
 	// target is the number of pollers wanted; live the number running.
 	// A poller retires when live exceeds target.
@@ -61,14 +55,12 @@ func NewSQSRunner(cfg SQSConfig, deps SQSDeps) (*SQSRunner, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &SQSRunner{
-		cfg:        cfg,
-		deps:       deps,
-		log:        deps.Logger.With("mapping", cfg.Name, "source", "sqs"),
-		drainC:     make(chan struct{}),
-		done:       make(chan struct{}),
-		lastResult: "No records processed",
-		slots:      make(chan struct{}, cfg.MaxConcurrency),
-		groups:     groupLocks{m: map[string]chan struct{}{}, failed: map[string]time.Time{}},
+		cfg:       cfg,
+		deps:      deps,
+		log:       deps.Logger.With("mapping", cfg.Name, "source", "sqs"),
+		lifecycle: newLifecycle(cfg.Name),
+		slots:     make(chan struct{}, cfg.MaxConcurrency),
+		groups:    groupLocks{m: map[string]chan struct{}{}, failed: map[string]time.Time{}},
 	}, nil
 }
 
@@ -81,57 +73,19 @@ func (r *SQSRunner) SQSStats() *SQSStats { return &r.stats }
 // Config returns the mapping's effective settings.
 func (r *SQSRunner) Config() SQSConfig { return r.cfg }
 
-// LastProcessingResult returns AWS's LastProcessingResult text: "No records
-// processed", "OK" or "PROBLEM: Function call failed".
-func (r *SQSRunner) LastProcessingResult() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.lastResult
-}
-
-func (r *SQSRunner) noteResult(err error) {
-	res := "OK"
-	if err != nil {
-		res = "PROBLEM: Function call failed"
-	}
-	r.mu.Lock()
-	r.lastResult = res
-	r.mu.Unlock()
-}
-
-func (r *SQSRunner) isDraining() bool {
-	select {
-	case <-r.drainC:
-		return true
-	default:
-		return false
-	}
-}
-
 // Drain stops the mapping softly: pollers stop receiving (an open long poll
 // is abandoned), invoke what they already received, delete what succeeded,
 // make what they hold unsent visible again, and exit. Drain waits until Run
 // returns or ctx ends, and may be called more than once.
-func (r *SQSRunner) Drain(ctx context.Context) error {
-	r.drainOnce.Do(func() { close(r.drainC) })
-	if !r.running.Load() {
-		return nil
-	}
-	select {
-	case <-r.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("mapping %s: drain: %w", r.cfg.Name, ctx.Err())
-	}
-}
+func (r *SQSRunner) Drain(ctx context.Context) error { return r.lifecycle.Drain(ctx) }
 
 // Run polls the queue until Drain completes (it returns nil), ctx is
 // cancelled (a hard stop: it returns ctx.Err() once every poller has
 // stopped; messages in flight reappear after their visibility timeout), or
 // the queue is gone (an error wrapping ErrSourceGone).
 func (r *SQSRunner) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
-		return fmt.Errorf("mapping %s: already running", r.cfg.Name)
+	if err := r.start(); err != nil {
+		return err
 	}
 	defer close(r.done)
 	if r.cfg.Heartbeat {

@@ -116,18 +116,7 @@ func ForSQSRunner(r *mapping.SQSRunner, s config.Settings, functionArn string) M
 		Settings:       Properties(s),
 		Stats:          r.Stats(),
 		SQS:            st,
-		Status: func() mapping.Status {
-			state := "Disabled"
-			if st.Concurrency.Load() > 0 {
-				state = "Enabled"
-			}
-			return mapping.Status{
-				State:                 state,
-				StateTransitionReason: userAction,
-				LastProcessingResult:  r.LastProcessingResult(),
-				Healthy:               true,
-			}
-		},
+		Status:         r.Status,
 	}
 }
 

@@ -41,6 +41,11 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 		p.release(ctx)
 	}()
 	failing := false
+	defer func() {
+		if failing {
+			r.receiveFailing.Add(-1)
+		}
+	}()
 	for {
 		if ctx.Err() != nil || r.isDraining() {
 			return nil
@@ -58,6 +63,7 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 			if failing {
 				r.log.Info("receiving recovered")
 				failing = false
+				r.receiveFailing.Add(-1)
 			}
 			p.bo.Reset()
 		case rctx.Err() != nil:
@@ -68,6 +74,7 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 			if !failing {
 				r.log.Warn("receive failed; retrying", "err", err)
 				failing = true
+				r.receiveFailing.Add(1)
 			}
 			sleepCtx(rctx, p.bo.NextBackOff())
 		}

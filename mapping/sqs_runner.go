@@ -25,6 +25,8 @@ type SQSRunner struct {
 	stats SQSStats
 
 	lifecycle
+	// receiveFailing counts pollers whose receives fail and are retried.
+	receiveFailing atomic.Int64
 
 	// target is the number of pollers wanted; live the number running.
 	// A poller retires when live exceeds target.
@@ -78,6 +80,26 @@ func (r *SQSRunner) Config() SQSConfig { return r.cfg }
 // make what they hold unsent visible again, and exit. Drain waits until Run
 // returns or ctx ends, and may be called more than once.
 func (r *SQSRunner) Drain(ctx context.Context) error { return r.lifecycle.Drain(ctx) }
+
+// Status returns a snapshot of the mapping in AWS's words: Enabled while
+// it polls, Disabling while it drains, Disabled once Run returned; Healthy
+// is false while receives fail and are retried.
+func (r *SQSRunner) Status() Status {
+	st := Status{State: "Creating", StateTransitionReason: "User action", LastProcessingResult: r.LastProcessingResult(),
+		Healthy: r.receiveFailing.Load() == 0}
+	select {
+	case <-r.done:
+		st.State = "Disabled"
+	default:
+		switch {
+		case r.isDraining():
+			st.State = "Disabling"
+		case r.running.Load():
+			st.State = "Enabled"
+		}
+	}
+	return st
+}
 
 // Run polls the queue until Drain completes (it returns nil), ctx is
 // cancelled (a hard stop: it returns ctx.Err() once every poller has

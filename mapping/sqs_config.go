@@ -45,6 +45,9 @@ type SQSConfig struct {
 	ScaleUpPerMinute int
 	// ScaleInterval is how often concurrency is reconsidered; default 1 s.
 	ScaleInterval time.Duration
+	// ProgressInterval is how often a progress line is logged; 0 means
+	// 30 s, negative disables it.
+	ProgressInterval time.Duration
 
 	// VisibilityOnError, when set, is the visibility timeout given to
 	// messages of a failed batch (0: visible again at once).
@@ -115,6 +118,9 @@ func (c *SQSConfig) setDefaults() {
 	}
 	if c.ScaleInterval <= 0 {
 		c.ScaleInterval = time.Second
+	}
+	if c.ProgressInterval == 0 {
+		c.ProgressInterval = 30 * time.Second
 	}
 	if c.WaitTime <= 0 {
 		c.WaitTime = 20 * time.Second

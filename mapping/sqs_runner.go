@@ -146,6 +146,13 @@ func (r *SQSRunner) Run(ctx context.Context) error {
 
 	tick := time.NewTicker(r.cfg.ScaleInterval)
 	defer tick.Stop()
+	var progressC <-chan time.Time
+	if r.cfg.ProgressInterval > 0 {
+		t := time.NewTicker(r.cfg.ProgressInterval)
+		defer t.Stop()
+		progressC = t.C
+	}
+	prog := progress{at: time.Now()}
 	drainC, ctxDone := r.drainC, ctx.Done()
 	var fatal error
 	for pollers > 0 {
@@ -165,6 +172,9 @@ func (r *SQSRunner) Run(ctx context.Context) error {
 			if n := r.rescale(); n > 0 {
 				start(n)
 			}
+		case <-progressC:
+			logProgress(r.log, &r.stats.Stats, &prog, r.LastProcessingResult(),
+				"pollers", pollers, "deleted", r.stats.DeletedEvents.Load())
 		case <-drainC:
 			r.log.Info("mapping draining", "pollers", pollers)
 			drainC = nil

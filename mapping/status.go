@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"log/slog"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -139,25 +140,31 @@ type progress struct {
 }
 
 func (r *Runner) logProgress(p *progress) {
+	var maxAge int64
+	for _, sh := range r.Status().Shards {
+		maxAge = max(maxAge, sh.IteratorAgeMillis)
+	}
+	logProgress(r.log, &r.stats, p, r.LastProcessingResult(), "iterator_age_ms", maxAge)
+}
+
+// logProgress logs what a mapping did since the last line: records/s read
+// and invoked, and errors by kind, with extra attributes of the source's.
+func logProgress(log *slog.Logger, s *Stats, p *progress, result string, extra ...any) {
 	now := time.Now()
-	s := &r.stats
 	cur := progress{now, s.PolledEvents.Load(), s.InvokedEvents.Load(), s.FailedInvokeEvents.Load(),
 		s.Throttles.Load(), s.InvokeErrors.Load(), s.FunctionErrors.Load()}
 	secs := now.Sub(p.at).Seconds()
 	if secs <= 0 {
 		secs = 1
 	}
-	var maxAge int64
-	for _, sh := range r.Status().Shards {
-		maxAge = max(maxAge, sh.IteratorAgeMillis)
-	}
-	r.log.Info("progress",
-		"records_per_s", int64(float64(cur.polled-p.polled)/secs),
-		"invoked_per_s", int64(float64(cur.invoked-p.invoked)/secs),
-		"iterator_age_ms", maxAge,
-		"function_errors", cur.fns-p.fns,
-		"throttles", cur.throttles-p.throttles,
-		"invoke_errors", cur.invokeErrs-p.invokeErrs,
-		"result", r.LastProcessingResult())
+	attrs := append([]any{
+		"records_per_s", int64(float64(cur.polled-p.polled) / secs),
+		"invoked_per_s", int64(float64(cur.invoked-p.invoked) / secs),
+		"function_errors", cur.fns - p.fns,
+		"throttles", cur.throttles - p.throttles,
+		"invoke_errors", cur.invokeErrs - p.invokeErrs,
+		"result", result,
+	}, extra...)
+	log.Info("progress", attrs...)
 	*p = cur
 }

@@ -134,8 +134,11 @@ func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
 			}
 			wait = min(wait, rem.Truncate(time.Second))
 		}
-		asked := time.Now()
 		recs, err := r.deps.Queue.Receive(ctx, min(10, cfg.BatchSize-len(buf)), wait)
+		// When the receive returned, not when it was asked: a long poll
+		// that began before a failure of the group and returned the
+		// failed message's redelivery after it must not count as stale.
+		returned := time.Now()
 		r.stats.Polls.Add(1)
 		if err != nil {
 			return p.cut(buf), err
@@ -150,7 +153,7 @@ func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
 		r.fullPolls.Add(1)
 		r.stats.PolledEvents.Add(int64(len(recs)))
 		if len(buf) == 0 {
-			p.received = asked
+			p.received = returned
 			if cfg.BatchWindow > 0 {
 				deadline = time.Now().Add(cfg.BatchWindow)
 			}
@@ -244,18 +247,24 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 			stop()
 		}
 	}()
+	// head is the first message this batch returns after a failure; only
+	// that marks the group, not giving back messages that must wait.
+	var head string
 	if cfg.FIFO {
 		if !r.groups.lock(ctx, group) {
 			return true
 		}
-		defer func() { r.groups.unlock(group, failed) }()
-		if r.groups.failedSince(group, p.received) {
-			// An earlier message of the group failed while these waited:
-			// they must not pass it.
-			r.log.Warn("returning messages received before an earlier message of their group failed", "messages", len(recs), "group", group)
+		defer func() { r.groups.unlock(group, head) }()
+		window := r.visibility
+		if cfg.VisibilityOnError != nil {
+			window = *cfg.VisibilityOnError
+		}
+		if r.groups.blocked(group, recs, p.received, window) {
+			r.log.Warn("returning messages of a group whose earlier message failed and has not come back yet", "messages", len(recs), "group", group)
 			p.giveBack(ctx, recs)
 			return true
 		}
+
 	}
 	select {
 	case r.slots <- struct{}{}:
@@ -310,6 +319,7 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 		ok, back = nil, recs
 	}
 	if len(back) > 0 {
+		head = back[0].ID
 		r.stats.FailedInvokeEvents.Add(int64(len(recs)))
 		p.giveBack(ctx, back)
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/esmd-dev/esmd/event"
 )
 
 // SQSRunner runs one SQS mapping: a pool of pollers that receive batches,
@@ -62,7 +64,7 @@ func NewSQSRunner(cfg SQSConfig, deps SQSDeps) (*SQSRunner, error) {
 		log:       deps.Logger.With("mapping", cfg.Name, "source", "sqs"),
 		lifecycle: newLifecycle(cfg.Name),
 		slots:     make(chan struct{}, cfg.MaxConcurrency),
-		groups:    groupLocks{m: map[string]chan struct{}{}, failed: map[string]time.Time{}},
+		groups:    groupLocks{m: map[string]chan struct{}{}, failed: map[string]failMark{}},
 	}, nil
 }
 
@@ -110,15 +112,18 @@ func (r *SQSRunner) Run(ctx context.Context) error {
 		return err
 	}
 	defer close(r.done)
-	if r.cfg.Heartbeat {
-		vt, err := r.deps.Queue.VisibilityTimeout(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("mapping %s: read visibility timeout: %w", r.cfg.Name, err)
-		}
+	// The heartbeat needs the queue's visibility timeout; FIFO group
+	// holds use it too, with 30 s (SQS's default) when it cannot be read.
+	vt, err := r.deps.Queue.VisibilityTimeout(ctx)
+	switch {
+	case err == nil:
 		r.visibility = vt
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case r.cfg.Heartbeat:
+		return fmt.Errorf("mapping %s: read visibility timeout: %w", r.cfg.Name, err)
+	default:
+		r.visibility = 30 * time.Second
 	}
 	r.log.Info("mapping started", "batch_size", r.cfg.BatchSize, "fifo", r.cfg.FIFO,
 		"max_concurrency", r.cfg.MaxConcurrency, "heartbeat", r.cfg.Heartbeat)
@@ -256,10 +261,18 @@ func (r *SQSRunner) retire() bool {
 type groupLocks struct {
 	mu     sync.Mutex
 	m      map[string]chan struct{}
-	failed map[string]time.Time
+	failed map[string]failMark
 }
 
-// maxFailedGroups bounds the failure times kept; older ones are pruned.
+// failMark remembers that a batch of a group failed: head is the first
+// message it returned, which must come back before any later message of the
+// group is invoked.
+type failMark struct {
+	at   time.Time
+	head string
+}
+
+// maxFailedGroups bounds the failure marks kept; older ones are pruned.
 const maxFailedGroups = 10000
 
 // lock waits until no other batch of group is in flight and takes the
@@ -282,30 +295,46 @@ func (g *groupLocks) lock(ctx context.Context, group string) bool {
 	}
 }
 
-// failedSince reports that group failed after t. The caller holds the
-// group.
-func (g *groupLocks) failedSince(group string, t time.Time) bool {
+// blocked reports that recs, a batch of group received at returned, must
+// go back because an earlier message of the group failed and has not come
+// back yet. The failed message's return clears the mark. Within window (the
+// failed messages' visibility timeout) nothing else of the group can
+// legitimately arrive first: what does was received before the failure, or
+// handed out by a server that does not hold FIFO groups. After the window,
+// a later message arriving first means the failed one left the queue (to a
+// DLQ): the group goes on. The caller holds the group.
+func (g *groupLocks) blocked(group string, recs []event.Record, returned time.Time, window time.Duration) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	f, ok := g.failed[group]
-	return ok && f.After(t)
+	mark, ok := g.failed[group]
+	switch {
+	case !ok:
+		return false
+	case recs[0].ID == mark.head:
+		delete(g.failed, group)
+		return false
+	case returned.Before(mark.at.Add(window)):
+		return true
+	}
+	delete(g.failed, group)
+	return false
 }
 
-// unlock releases the group; failed records that its batch returned
-// messages.
-func (g *groupLocks) unlock(group string, failed bool) {
+// unlock releases the group; head, when set, is the first message its
+// batch returned after a failure.
+func (g *groupLocks) unlock(group, head string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if failed {
+	if head != "" {
 		if len(g.failed) >= maxFailedGroups {
 			cutoff := time.Now().Add(-15 * time.Minute)
-			for k, t := range g.failed {
-				if t.Before(cutoff) {
+			for k, f := range g.failed {
+				if f.at.Before(cutoff) {
 					delete(g.failed, k)
 				}
 			}
 		}
-		g.failed[group] = time.Now()
+		g.failed[group] = failMark{at: time.Now(), head: head}
 	}
 	close(g.m[group])
 	delete(g.m, group)

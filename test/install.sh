@@ -67,6 +67,9 @@ install_moto
 # The Lambda runtime emulator and AWS's Python runtime client, for the
 # function tests.
 bash "$here/install-lambda.sh"
+# ElasticMQ (Java, from Maven Central), the SQS server that holds FIFO
+# groups exactly, for the FIFO ordering test moto cannot pass.
+bash "$here/install-elasticmq.sh"
 # Headless Chromium, for the test that opens esmd bench's HTML report.
 bash "$here/install-browser.sh"
 say "done: tools in $tools"

@@ -464,10 +464,12 @@ func TestSQSFIFOGroups(t *testing.T) {
 				for _, b := range d.bodies {
 					// moto's ReceiveMessage is not atomic across
 					// concurrent calls: two pollers may get the same
-					// message, which then succeeds twice in a row
-					// (test/SERVERS.md). Count such repeats; any other
-					// disorder fails.
-					if len(done) > 0 && done[len(done)-1] == b {
+					// message, which then succeeds twice, not always in
+					// a row (test/SERVERS.md). Count such repeats; the
+					// first successes must be in order. Strict FIFO
+					// order, repeats included, is checked on ElasticMQ
+					// (sqs_elasticmq_test.go).
+					if slices.Contains(done, b) {
 						repeats++
 						continue
 					}
@@ -514,7 +516,7 @@ func TestSQSFIFOGroups(t *testing.T) {
 	if othersWhileHeld == 0 {
 		t.Fatalf("no other group was served while g07 was held back")
 	}
-	t.Logf("%d invocations; %d batches of other groups while g07 waited %s; %d messages delivered twice in a row by moto's receive race",
+	t.Logf("%d invocations; %d batches of other groups while g07 waited %s; %d messages delivered twice by moto's receive race",
 		len(s.snapshot()), othersWhileHeld, redeliveredAt.Sub(failedAt), repeats)
 }
 

@@ -60,6 +60,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -120,12 +121,15 @@ type Config struct {
 // Invoker is a pool of handler processes behind the Runtime API. It is safe
 // for concurrent use. New starts it; Close stops it.
 type Invoker struct {
-	cfg     Config
-	path    string
-	arn     string
-	env     []string // everything but the per-process variables
-	log     *slog.Logger
-	jobs    chan *call // unbuffered: a send is a handoff to a polling process
+	cfg  Config
+	path string
+	arn  string
+	env  []string // everything but the per-process variables
+	log  *slog.Logger
+	jobs chan *call // unbuffered: a send is a handoff to a polling process
+	// anyPeer lets any local process use the Runtime API; only tests that
+	// play the runtime themselves set it.
+	anyPeer atomic.Bool
 	closing chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -204,7 +208,7 @@ func New(cfg Config) (*Invoker, error) {
 		s := &slot{inv: inv, n: i, ln: ln, log: inv.log.With("process", i)}
 		s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(inv.log.Handler(), slog.LevelDebug)}
 		inv.slots = append(inv.slots, s)
-		go func() { _ = s.srv.Serve(ln) }()
+		go func() { _ = s.srv.Serve(&peerListener{Listener: ln, s: s}) }()
 	}
 	for _, s := range inv.slots {
 		inv.wg.Add(1)
@@ -477,6 +481,42 @@ func (s *slot) timeout(c *call, allowed time.Duration) {
 	c.finish(nil, invoke.TimeoutError(allowed, version))
 	s.log.Warn("runtime function: invocation timed out: killing the process", "request_id", c.id, "pid", cmd.Process.Pid, "timeout", allowed)
 	_ = proc.Signal(cmd, syscall.SIGKILL)
+}
+
+// peerListener accepts only connections from the slot's own process (or
+// what runs in its process group): the Runtime API hands out events and
+// takes responses, so no other local process may reach it.
+type peerListener struct {
+	net.Listener
+	s *slot
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.s.mu.Lock()
+		pgid := 0
+		if l.s.cmd != nil && l.s.cmd.Process != nil {
+			pgid = l.s.cmd.Process.Pid
+		}
+		l.s.mu.Unlock()
+		if l.s.inv.anyPeer.Load() {
+			return c, nil
+		}
+		if pgid == 0 {
+			_ = c.Close()
+			continue
+		}
+		if in, known := peerInGroup(c, pgid); known && !in {
+			l.s.log.Warn("runtime function: refused a Runtime API connection from a process that is not this handler", "remote", c.RemoteAddr().String())
+			_ = c.Close()
+			continue
+		}
+		return c, nil
+	}
 }
 
 const apiPrefix = "/2018-06-01/runtime/"

@@ -26,7 +26,35 @@ func playRuntime(t *testing.T, timeout time.Duration) (*Invoker, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = inv.Close() })
+	inv.anyPeer.Store(true) // the test itself is the runtime
 	return inv, "http://" + inv.slots[0].ln.Addr().String() + "/2018-06-01/runtime/"
+}
+
+// TestRuntimeAPIRefusesOtherProcesses connects to a handler's Runtime API
+// from a process that is not the handler (this test): the connection is
+// closed before any request is served.
+func TestRuntimeAPIRefusesOtherProcesses(t *testing.T) {
+	inv, err := New(Config{Name: "orders", Command: []string{"sleep", "60"}, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = inv.Close() })
+	url := "http://" + inv.slots[0].ln.Addr().String() + "/2018-06-01/runtime/invocation/next"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("a foreign process got status %d from the Runtime API", resp.StatusCode)
+		}
+		if strings.Contains(err.Error(), "reset") || strings.Contains(err.Error(), "EOF") {
+			return // refused, as wanted
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond) // the process may not have started yet
+	}
 }
 
 type outcome struct {

@@ -2,8 +2,6 @@ package chaos
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -19,15 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-lambda-go/events"
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-
-	"github.com/esmd-dev/esmd/test/servers"
 )
 
 var full = flag.Bool("chaos.full", false, "run the full-length chaos scenarios (20 crashes, 50,000 records, 30 s outages)")
@@ -236,66 +225,6 @@ func countLines(log string, subs ...string) int {
 		}
 	}
 	return n
-}
-
-// rec is one record of any source, reduced to its key, sequence number (SQS:
-// message id) and data (Kinesis data, the item's "data" attribute, the SQS
-// body).
-type rec struct {
-	Key, Seq, Data string
-	// Shard is the Kinesis shard (from the eventID); empty for the other
-	// sources.
-	Shard string
-}
-
-// decodeRecs reduces an event of any source to recs.
-func decodeRecs(body []byte) ([]rec, error) {
-	var ev struct{ Records []json.RawMessage }
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return nil, err
-	}
-	out := make([]rec, 0, len(ev.Records))
-	for _, raw := range ev.Records {
-		var head struct {
-			A string `json:"eventSource"`
-			B string `json:"EventSource"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			return nil, err
-		}
-		switch head.A + head.B {
-		case "aws:kinesis":
-			var r events.KinesisEventRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, err
-			}
-			shard, _, _ := strings.Cut(r.EventID, ":")
-			out = append(out, rec{Key: r.Kinesis.PartitionKey, Seq: r.Kinesis.SequenceNumber, Data: string(r.Kinesis.Data), Shard: shard})
-		case "aws:dynamodb":
-			var r events.DynamoDBEventRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, err
-			}
-			img := r.Change.NewImage
-			if img == nil {
-				img = r.Change.OldImage
-			}
-			var data string
-			if v, ok := img["data"]; ok && v.DataType() == events.DataTypeString {
-				data = v.String()
-			}
-			out = append(out, rec{Key: r.Change.Keys["pk"].String(), Seq: r.Change.SequenceNumber, Data: data})
-		case "aws:sqs":
-			var r events.SQSMessage
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, err
-			}
-			out = append(out, rec{Key: r.Attributes["MessageGroupId"], Seq: r.MessageId, Data: r.Body})
-		default:
-			return nil, fmt.Errorf("unknown eventSource %q", head.A+head.B)
-		}
-	}
-	return out, nil
 }
 
 // call is one invocation the sink received.
@@ -553,82 +482,6 @@ func dataOf(c call) []string {
 		out[i] = r.Data
 	}
 	return out
-}
-
-// put is one record to write.
-type put struct {
-	Key  string
-	Data []byte
-}
-
-// keyedRecords builds n records over keys keys, each carrying "key:counter".
-func keyedRecords(keys, n int) []put {
-	recs := make([]put, 0, n)
-	next := make([]int, keys)
-	for i := 0; i < n; i++ {
-		k := i % keys
-		recs = append(recs, put{Key: fmt.Sprintf("key-%d", k), Data: []byte(fmt.Sprintf("key-%d:%d", k, next[k]))})
-		next[k]++
-	}
-	return recs
-}
-
-// putRecords writes recs to the stream in PutRecords calls of up to 500,
-// failing t on any failed entry, and returns the result entries.
-func putRecords(t *testing.T, endpoint, stream string, recs []put) []ktypes.PutRecordsResultEntry {
-	t.Helper()
-	kc := servers.KinesisClient(endpoint)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out := make([]ktypes.PutRecordsResultEntry, 0, len(recs))
-	for i := 0; i < len(recs); i += 500 {
-		chunk := recs[i:min(i+500, len(recs))]
-		entries := make([]ktypes.PutRecordsRequestEntry, len(chunk))
-		for j, r := range chunk {
-			entries[j] = ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(r.Key), Data: r.Data}
-		}
-		res, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
-		if err != nil {
-			t.Fatalf("put records: %v", err)
-		}
-		if n := aws.ToInt32(res.FailedRecordCount); n > 0 {
-			t.Fatalf("put records: %d failed", n)
-		}
-		out = append(out, res.Records...)
-	}
-	return out
-}
-
-// putItems writes each record as the item {pk: key, data: data}, in order,
-// in BatchWriteItem calls that never hold one key twice.
-func putItems(t *testing.T, endpoint, table string, recs []put) {
-	t.Helper()
-	c := servers.DynamoDBClient(endpoint)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	flush := func(reqs []dtypes.WriteRequest) {
-		for len(reqs) > 0 {
-			out, err := c.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
-			if err != nil {
-				t.Fatalf("batch write: %v", err)
-			}
-			reqs = out.UnprocessedItems[table]
-		}
-	}
-	var batch []dtypes.WriteRequest
-	keys := map[string]bool{}
-	for _, r := range recs {
-		if len(batch) == 25 || keys[r.Key] {
-			flush(batch)
-			batch, keys = nil, map[string]bool{}
-		}
-		keys[r.Key] = true
-		batch = append(batch, dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: map[string]dtypes.AttributeValue{
-			"pk":   &dtypes.AttributeValueMemberS{Value: r.Key},
-			"data": &dtypes.AttributeValueMemberS{Value: string(r.Data)},
-		}}})
-	}
-	flush(batch)
 }
 
 // baseYAML renders the top of an esmd configuration: AWS endpoints (lines

@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/esmd-dev/esmd/test/servers"
@@ -145,58 +144,6 @@ type call struct {
 	Recs []rec
 }
 
-// rec is one record of any source: its key (partition key, item key pk,
-// message group), sequence number (messageId for SQS) and data (Kinesis
-// data, the item's "data" attribute, the SQS body).
-type rec struct {
-	Key, Seq, Data string
-}
-
-// decodeRecs reduces an event of any source to recs.
-func decodeRecs(body []byte) ([]rec, error) {
-	var ev struct{ Records []json.RawMessage }
-	if err := json.Unmarshal(body, &ev); err != nil {
-		return nil, err
-	}
-	out := make([]rec, 0, len(ev.Records))
-	for _, raw := range ev.Records {
-		var head struct {
-			EventSource  string `json:"eventSource"`
-			EventSource2 string `json:"EventSource"`
-		}
-		if err := json.Unmarshal(raw, &head); err != nil {
-			return nil, err
-		}
-		switch head.EventSource + head.EventSource2 {
-		case "aws:kinesis":
-			var r events.KinesisEventRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, err
-			}
-			out = append(out, rec{Key: r.Kinesis.PartitionKey, Seq: r.Kinesis.SequenceNumber, Data: string(r.Kinesis.Data)})
-		case "aws:dynamodb":
-			var r events.DynamoDBEventRecord
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, err
-			}
-			img := r.Change.NewImage
-			if img == nil {
-				img = r.Change.OldImage
-			}
-			out = append(out, rec{Key: r.Change.Keys["pk"].String(), Seq: r.Change.SequenceNumber, Data: img["data"].String()})
-		case "aws:sqs":
-			var r events.SQSMessage
-			if err := json.Unmarshal(raw, &r); err != nil {
-				return nil, err
-			}
-			out = append(out, rec{Key: r.Attributes["MessageGroupId"], Seq: r.MessageId, Data: r.Body})
-		default:
-			return nil, fmt.Errorf("unknown eventSource %q", head.EventSource+head.EventSource2)
-		}
-	}
-	return out, nil
-}
-
 // sink is an HTTP function that records every invocation and answers with
 // respond (success with an empty body when nil).
 type sink struct {
@@ -284,44 +231,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		}
 		<-tick.C
 	}
-}
-
-// put is one record to write.
-type put struct {
-	Key  string
-	Data []byte
-}
-
-// putRecords writes recs to the stream in order, in PutRecords calls of up to
-// 500, retrying failed entries, and returns each record's shard and sequence
-// number.
-func putRecords(t *testing.T, endpoint, stream string, recs []put) []ktypes.PutRecordsResultEntry {
-	t.Helper()
-	kc := servers.KinesisClient(endpoint)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	out := make([]ktypes.PutRecordsResultEntry, 0, len(recs))
-	for i := 0; i < len(recs); i += 500 {
-		chunk := recs[i:min(i+500, len(recs))]
-		// Keys are written in order: a failed entry is retried before the
-		// next chunk so that per-key order holds.
-		for _, r := range chunk {
-			_ = r
-		}
-		entries := make([]ktypes.PutRecordsRequestEntry, len(chunk))
-		for j, r := range chunk {
-			entries[j] = ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(r.Key), Data: r.Data}
-		}
-		res, err := kc.PutRecords(ctx, &kinesis.PutRecordsInput{StreamName: aws.String(stream), Records: entries})
-		if err != nil {
-			t.Fatalf("put records: %v", err)
-		}
-		if aws.ToInt32(res.FailedRecordCount) > 0 {
-			t.Fatalf("put records: %d failed", aws.ToInt32(res.FailedRecordCount))
-		}
-		out = append(out, res.Records...)
-	}
-	return out
 }
 
 // putOne writes one record and returns its shard and sequence number.

@@ -184,18 +184,6 @@ esmd: {pollInterval: 100ms, retryBackoff: {initial: 100ms, max: 1s}}`, qarn)))
 	}
 }
 
-// keyedRecords builds n records over keys keys, each carrying "key:counter".
-func keyedRecords(keys, n int) []put {
-	recs := make([]put, 0, n)
-	next := make([]int, keys)
-	for i := 0; i < n; i++ {
-		k := i % keys
-		recs = append(recs, put{Key: fmt.Sprintf("key-%d", k), Data: []byte(fmt.Sprintf("key-%d:%d", k, next[k]))})
-		next[k]++
-	}
-	return recs
-}
-
 // orderCheck follows per-key counters through invocations in the order the
 // sink received them. It counts records, duplicates (a counter seen before)
 // and order violations (a counter beyond the next expected one).

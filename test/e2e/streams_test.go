@@ -1,15 +1,11 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/esmd-dev/esmd/test/servers"
 )
@@ -66,38 +62,6 @@ var streamKinds = []streamKind{
 			}
 		},
 	},
-}
-
-// putItems writes each record as the item {pk: key, data: data}, in order,
-// with BatchWriteItem calls that never hold one key twice.
-func putItems(t *testing.T, endpoint, table string, recs []put) {
-	t.Helper()
-	c := servers.DynamoDBClient(endpoint)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	flush := func(reqs []dtypes.WriteRequest) {
-		for len(reqs) > 0 {
-			out, err := c.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
-			if err != nil {
-				t.Fatalf("batch write: %v", err)
-			}
-			reqs = out.UnprocessedItems[table]
-		}
-	}
-	var batch []dtypes.WriteRequest
-	keys := map[string]bool{}
-	for _, r := range recs {
-		if len(batch) == 25 || keys[r.Key] {
-			flush(batch)
-			batch, keys = nil, map[string]bool{}
-		}
-		keys[r.Key] = true
-		batch = append(batch, dtypes.WriteRequest{PutRequest: &dtypes.PutRequest{Item: map[string]dtypes.AttributeValue{
-			"pk":   &dtypes.AttributeValueMemberS{Value: r.Key},
-			"data": &dtypes.AttributeValueMemberS{Value: string(r.Data)},
-		}}})
-	}
-	flush(batch)
 }
 
 // forEachStream runs a scenario against every stream kind, in parallel.

@@ -17,6 +17,9 @@ import (
 // shards holding records, paginated DescribeStream, iterators that are
 // "shard/position" strings, trimming, and queued errors.
 type fakeAPI struct {
+	// afterIsAt makes AFTER_SEQUENCE_NUMBER behave as AT_SEQUENCE_NUMBER,
+	// as a server that repeats the last record would.
+	afterIsAt bool
 	mu       sync.Mutex
 	arn      string
 	status   types.StreamStatus
@@ -175,7 +178,7 @@ func (f *fakeAPI) GetShardIterator(ctx context.Context, in *dynamodbstreams.GetS
 		if pos < oldest {
 			return nil, &types.TrimmedDataAccessException{Message: aws.String("trimmed")}
 		}
-		if in.ShardIteratorType == types.ShardIteratorTypeAfterSequenceNumber {
+		if in.ShardIteratorType == types.ShardIteratorTypeAfterSequenceNumber && !f.afterIsAt {
 			pos++
 		}
 	default:

@@ -127,6 +127,20 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		r.recovered()
 		r.trimmed = false
 		res.Records = r.encode(out.Records)
+		// Sequence numbers rise within a shard: a record at or below the
+		// last one returned is a server repeating itself (an iterator that
+		// points at, not after, the last record), and would be delivered
+		// twice and out of order.
+		if r.resume.Type == event.AfterSequence && len(res.Records) > 0 {
+			k := 0
+			for k < len(res.Records) && event.CompareSeq(res.Records[k].Seq, r.resume.Seq) <= 0 {
+				k++
+			}
+			if k > 0 {
+				r.log.Debug("dynamodb streams: dropped records already returned", "records", k)
+				res.Records = res.Records[k:]
+			}
+		}
 		if n := len(res.Records); n > 0 {
 			r.resume = event.Start{Type: event.AfterSequence, Seq: res.Records[n-1].Seq}
 			r.next = time.Time{}

@@ -517,6 +517,24 @@ func TestReadRenewsExpiredIterator(t *testing.T) {
 	})
 }
 
+func TestReadDropsRecordsAlreadyReturned(t *testing.T) {
+	f := newFake(fakeARN, fakeShard{id: "a", records: fakeRecords(0, 4)})
+	f.afterIsAt = true
+	s, _ := newSource(t, f, Config{})
+	ctx := context.Background()
+	r, err := s.Open(ctx, event.Shard{ID: "a"}, event.Start{Type: event.AfterSequence, Seq: seqOf(0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(seqRange(0, 2, 4), seqs(res.Records)); d != "" {
+		t.Fatalf("records (-want +got):\n%s", d)
+	}
+}
+
 func TestReadTrimmedFallsBackToTrimHorizon(t *testing.T) {
 	f := newFake(fakeARN, fakeShard{id: "a", records: fakeRecords(0, 10)})
 	s, logs := newSource(t, f, Config{Limit: 3})

@@ -20,12 +20,12 @@ type fakeAPI struct {
 	// afterIsAt makes AFTER_SEQUENCE_NUMBER behave as AT_SEQUENCE_NUMBER,
 	// as a server that repeats the last record would.
 	afterIsAt bool
-	mu       sync.Mutex
-	arn      string
-	status   types.StreamStatus
-	shards   []fakeShard
-	pageSize int
-	missing  bool // the stream does not exist
+	mu        sync.Mutex
+	arn       string
+	status    types.StreamStatus
+	shards    []fakeShard
+	pageSize  int
+	missing   bool // the stream does not exist
 
 	// trimmed[shard] is the index of the oldest record still held.
 	trimmed map[string]int

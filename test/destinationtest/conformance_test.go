@@ -338,7 +338,9 @@ func natsTarget(t *testing.T) destinationtest.Target {
 		New: func(t *testing.T) (mapping.Destination, string) {
 			name := strings.ReplaceAll(servers.UniqueName("CONFORMANCE"), "-", "_")
 			subject := "failures." + name
-			st, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{subject}})
+			// Memory storage: the test needs no durability, and the shared
+			// server's file store has failed to create a stream under load.
+			st, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: name, Subjects: []string{subject}, Storage: jetstream.MemoryStorage})
 			if err != nil {
 				t.Fatal(err)
 			}

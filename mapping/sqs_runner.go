@@ -297,12 +297,13 @@ func (g *groupLocks) lock(ctx context.Context, group string) bool {
 
 // blocked reports that recs, a batch of group received at returned, must
 // go back because an earlier message of the group failed and has not come
-// back yet. The failed message's return clears the mark. Within window (the
-// failed messages' visibility timeout) nothing else of the group can
+// back yet. The failed message's return clears the mark. Within the failed
+// messages' visibility timeout (window) nothing else of the group can
 // legitimately arrive first: what does was received before the failure, or
-// handed out by a server that does not hold FIFO groups. After the window,
-// a later message arriving first means the failed one left the queue (to a
-// DLQ): the group goes on. The caller holds the group.
+// handed out by a server that does not hold FIFO groups, which may make it
+// visible as early as the failed message; so the hold lasts twice the
+// window. After that, a later message arriving first means the failed one
+// left the queue (to a DLQ): the group goes on. The caller holds the group.
 func (g *groupLocks) blocked(group string, recs []event.Record, returned time.Time, window time.Duration) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -313,7 +314,9 @@ func (g *groupLocks) blocked(group string, recs []event.Record, returned time.Ti
 	case recs[0].ID == mark.head:
 		delete(g.failed, group)
 		return false
-	case returned.Before(mark.at.Add(window)):
+	case returned.Before(mark.at.Add(2 * window)):
+		// Twice the window: a server that does not hold groups may make
+		// later messages visible as early as the failed ones.
 		return true
 	}
 	delete(g.failed, group)

@@ -21,7 +21,7 @@ import (
 
 // helperTimeout bounds each helper, including waiting for a resource to
 // become ACTIVE.
-const helperTimeout = 30 * time.Second
+const helperTimeout = 2 * time.Minute
 
 var (
 	nameMu  sync.Mutex

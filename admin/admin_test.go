@@ -301,6 +301,31 @@ func TestHealthz(t *testing.T) {
 	}
 }
 
+func TestPprof(t *testing.T) {
+	tests := []struct {
+		name   string
+		cfg    Config
+		header []string
+		code   int
+	}{
+		{"off by default", Config{}, nil, 404},
+		{"on", Config{Pprof: true}, nil, 200},
+		{"on, token missing", Config{Pprof: true, AuthToken: "t0ken"}, nil, 401},
+		{"on, token given", Config{Pprof: true, AuthToken: "t0ken"}, []string{"Authorization", "Bearer t0ken"}, 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := get(t, New(tc.cfg, Static{}).Handler(), "/debug/pprof/heap?debug=1", tc.header...)
+			if code != tc.code {
+				t.Fatalf("/debug/pprof/heap = %d, want %d", code, tc.code)
+			}
+			if code == 200 && !strings.Contains(body, "heap profile:") {
+				t.Fatalf("/debug/pprof/heap is not a heap profile: %.80q", body)
+			}
+		})
+	}
+}
+
 // secretYAML is a configuration full of secrets that must never be served.
 const secretYAML = `
 aws:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"sync"
@@ -40,6 +41,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Histograms, when set, are exposed on /metrics too.
 	Histograms *Histograms
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/.
+	Pprof bool
 }
 
 // Server serves /metrics, /healthz, /readyz, /mappings and /mappings/{uuid}.
@@ -162,6 +165,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /mappings", s.list)
 	mux.HandleFunc("GET /mappings/{uuid}", s.get)
+	if s.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Type: "ResourceNotFoundException", Message: "no such endpoint: " + r.URL.Path})
 	})

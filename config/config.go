@@ -196,6 +196,9 @@ type Server struct {
 	Listen *string `yaml:"listen,omitempty"`
 	// AuthToken, when set, is required as a bearer token.
 	AuthToken Secret `yaml:"authToken,omitempty"`
+	// Pprof serves Go's runtime profiles under /debug/pprof/. Default
+	// false.
+	Pprof bool `yaml:"pprof,omitempty"`
 }
 
 // Address returns the listen address, or "" when the server is disabled.

@@ -101,7 +101,7 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, drain 
 	defer d.closeAll()
 	if addr := cfg.Server.Address(); addr != "" {
 		d.hist = admin.NewHistograms()
-		srv := admin.New(admin.Config{Listen: addr, AuthToken: cfg.Server.AuthToken.Value(), Logger: log, Histograms: d.hist},
+		srv := admin.New(admin.Config{Listen: addr, AuthToken: cfg.Server.AuthToken.Value(), Logger: log, Histograms: d.hist, Pprof: cfg.Server.Pprof},
 			admin.SourceFunc(d.adminMappings))
 		bound, err := srv.Start(ctx)
 		if err != nil {

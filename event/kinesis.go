@@ -32,22 +32,58 @@ func NewKinesisEncoder(region, streamARN, invokeIdentityARN string) *KinesisEnco
 // Encode returns the record's Lambda JSON: data is base64-encoded and the
 // arrival time is written in epoch seconds with a millisecond fraction.
 func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, arrival time.Time) Record {
-	n := 160 + len(partitionKey) + 2*len(seq) + base64.StdEncoding.EncodedLen(len(data)) + len(e.tail) + len(shardID) + len(e.rest)
-	b := make([]byte, 0, n)
-	b = append(b, `{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":`...)
-	b = appendString(b, partitionKey)
-	b = append(b, `,"sequenceNumber":"`...)
-	b = append(b, seq...) // decimal digits: nothing to escape
-	b = append(b, `","data":"`...)
+	b := make([]byte, 0, e.Size(shardID, partitionKey, seq, base64.StdEncoding.EncodedLen(len(data))))
+	b, _, _ = e.appendHead(b, partitionKey, seq)
 	b = base64.StdEncoding.AppendEncode(b, data)
+	b = e.appendTail(b, shardID, seq, arrival)
+	return Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival, JSON: b}
+}
+
+// AppendBase64 appends the record's Lambda JSON to dst, like Encode, for data
+// that is already in standard base64 (as GetRecords sends it): dataBase64 is
+// copied as it is, and must be valid standard base64. It also returns where
+// in the result the partition key and the sequence number are written as
+// they are: keyAt is -1 when the key needed escaping.
+func (e *KinesisEncoder) AppendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) (out []byte, keyAt, seqAt int) {
+	dst, keyAt, seqAt = e.appendHead(dst, partitionKey, seq)
+	dst = append(dst, dataBase64...)
+	return e.appendTail(dst, shardID, seq, arrival), keyAt, seqAt
+}
+
+// Size is about the length of a record's Lambda JSON with base64Len bytes
+// of base64 data: exact unless the key or shard ID need escaping, and at
+// most a few bytes over for the arrival time.
+func (e *KinesisEncoder) Size(shardID, partitionKey, seq string, base64Len int) int {
+	return len(kinesisHead) + len(partitionKey) + len(`,"sequenceNumber":"`) + 2*len(seq) + len(`","data":"`) + base64Len +
+		len(`","approximateArrivalTimestamp":`) + 24 + len(e.tail) + len(shardID) + 1 + len(e.rest) + 2
+}
+
+const kinesisHead = `{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":`
+
+// appendHead writes the record's JSON up to the opening of its data, and
+// says where the key (-1 when escaped) and the sequence number start.
+func (e *KinesisEncoder) appendHead(b []byte, partitionKey, seq string) (out []byte, keyAt, seqAt int) {
+	b = append(b, kinesisHead...)
+	keyAt = len(b) + 1
+	b = appendString(b, partitionKey)
+	if len(b)-keyAt != len(partitionKey)+1 {
+		keyAt = -1 // escaping made it longer
+	}
+	b = append(b, `,"sequenceNumber":"`...)
+	seqAt = len(b)
+	b = append(b, seq...) // decimal digits: nothing to escape
+	return append(b, `","data":"`...), keyAt, seqAt
+}
+
+// appendTail writes the record's JSON after its data.
+func (e *KinesisEncoder) appendTail(b []byte, shardID, seq string, arrival time.Time) []byte {
 	b = append(b, `","approximateArrivalTimestamp":`...)
 	b = AppendEpochSeconds(b, arrival)
 	b = append(b, e.tail...)
 	b = appendRaw(b, shardID)
 	b = append(b, ':')
 	b = append(b, seq...)
-	b = append(b, e.rest...)
-	return Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival, JSON: b}
+	return append(b, e.rest...)
 }
 
 // appendRaw appends s escaped for use inside a JSON string that is already

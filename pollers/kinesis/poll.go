@@ -22,6 +22,7 @@ type pollReader struct {
 	start event.Start
 	log   *slog.Logger
 	rt    *retrier
+	proto *recordsProtocol // decodes GetRecords responses
 
 	iter    *string   // nil when a new iterator is needed
 	lastSeq string    // sequence number of the last record returned
@@ -41,6 +42,7 @@ func (s *Source) newPollReader(sh event.Shard, start event.Start) *pollReader {
 		start: start,
 		log:   log,
 		rt:    newRetrier(s.cfg, log, "get records"),
+		proto: &recordsProtocol{enc: s.cfg.Encoder, shard: sh.ID},
 		eager: true,
 	}
 }
@@ -127,7 +129,7 @@ func (r *pollReader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		out, err := r.src.api.GetRecords(ctx, &kinesis.GetRecordsInput{
 			ShardIterator: r.iter,
 			Limit:         aws.Int32(r.src.cfg.Limit),
-		}, sdkRetries)
+		}, sdkRetries, r.proto.use)
 		if err != nil {
 			if err := r.recover(ctx, err); err != nil {
 				return mapping.ReadResult{MillisBehind: -1}, err
@@ -181,10 +183,11 @@ func (r *pollReader) recover(ctx context.Context, err error) error {
 }
 
 func (r *pollReader) result(out *kinesis.GetRecordsOutput) (mapping.ReadResult, error) {
-	res := mapping.ReadResult{
-		Records:      encode(r.src.cfg.Encoder, r.shard.ID, out.Records, ""),
-		MillisBehind: -1,
+	recs, ok := r.proto.take()
+	if !ok {
+		recs = encode(r.src.cfg.Encoder, r.shard.ID, out.Records, "")
 	}
+	res := mapping.ReadResult{Records: recs, MillisBehind: -1}
 	if out.MillisBehindLatest != nil {
 		res.MillisBehind = *out.MillisBehindLatest
 	}

@@ -1,0 +1,448 @@
+package kinesis
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+	"unsafe"
+
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// recordsProtocol decodes a successful GetRecords response straight into
+// Lambda's JSON, and leaves every other response to the client's own
+// protocol.
+//
+// The SDK would decode each record into a types.Record (the data from
+// base64, the key and sequence number into strings, the arrival time
+// through math/big) only for the reader to encode it again, with the data
+// back in base64: about half of a reader's CPU and most of its garbage. Both
+// Kinesis and Lambda carry the data as standard base64, so the bytes pass
+// through as they are, after a check that they are valid base64.
+//
+// A response in any other shape (child shards at a shard's end, a null,
+// an unknown field, an escaped string, bad base64) is decoded by the client's
+// protocol after all, so the SDK still reports what it would report.
+//
+// One recordsProtocol belongs to one pollReader and is used by one
+// goroutine at a time.
+type recordsProtocol struct {
+	smithyhttp.ClientProtocol // the client's own, for everything else
+
+	enc   *event.KinesisEncoder
+	shard string
+
+	body  []byte       // the response body, reused from call to call
+	spans []recordSpan // the records of one response, reused
+	recs  []event.Record
+	ok    bool // recs holds the last response's records
+}
+
+// use is a GetRecords option that routes the call's response through p.
+func (p *recordsProtocol) use(o *kinesis.Options) {
+	if o.Protocol == nil {
+		return
+	}
+	if _, own := o.Protocol.(*recordsProtocol); !own {
+		p.ClientProtocol = o.Protocol
+	}
+	o.Protocol = p
+}
+
+// take returns the records of the last GetRecords response and forgets
+// them; ok is false when the client's protocol decoded the response, and
+// the records are then in the output's Records.
+func (p *recordsProtocol) take() (recs []event.Record, ok bool) {
+	recs, ok = p.recs, p.ok
+	p.recs, p.ok = nil, false
+	return recs, ok
+}
+
+// DeserializeResponse implements smithyhttp.ClientProtocol.
+func (p *recordsProtocol) DeserializeResponse(ctx context.Context, schema *smithy.OperationSchema, types *smithy.TypeRegistry, resp *smithyhttp.Response, out smithy.Deserializable) error {
+	p.recs, p.ok = nil, false
+	o, isRecords := out.(*kinesis.GetRecordsOutput)
+	if !isRecords || resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
+	}
+	body, err := p.readBody(resp)
+	if err != nil {
+		return &smithy.DeserializationError{Err: fmt.Errorf("read GetRecords response: %w", err)}
+	}
+	if err := p.decode(body, o); err != nil {
+		// Not the usual shape: the client's protocol decodes it, or
+		// says what is wrong with it.
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
+	}
+	return nil
+}
+
+// readBody reads the whole body into p.body. A buffer far larger than the
+// response is let go, so that one burst does not pin its memory.
+func (p *recordsProtocol) readBody(resp *smithyhttp.Response) ([]byte, error) {
+	want := int(resp.ContentLength)
+	if want < 0 || want > 64<<20 {
+		want = 0
+	}
+	if cap(p.body) < want || cap(p.body) > 4*max(want, 64<<10) {
+		p.body = make([]byte, 0, max(want, 512))
+	}
+	b := p.body[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := resp.Body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			p.body = b
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// recordSpan locates one record's fields in a response body.
+type recordSpan struct {
+	key, seq, data span
+	arrival        time.Time
+}
+
+type span struct {
+	from, to int
+	escaped  bool // the string holds a backslash escape
+}
+
+// errUnusual sends a response to the client's protocol.
+var errUnusual = errors.New("unusual GetRecords response")
+
+// decode reads body, a GetRecords response, into p.recs and o's
+// NextShardIterator and MillisBehindLatest. It returns errUnusual, having
+// changed nothing that matters, for any response it does not fully know.
+func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error {
+	sc := scanner{b: body}
+	p.spans = p.spans[:0]
+	var next *string
+	var behind *int64
+	size, sawRecords := 0, false
+	if !sc.byte('{') {
+		return errUnusual
+	}
+	for first := true; ; first = false {
+		if sc.byte('}') {
+			break
+		}
+		if !first && !sc.byte(',') {
+			return errUnusual
+		}
+		key, ok := sc.str()
+		if !ok || !sc.byte(':') {
+			return errUnusual
+		}
+		switch string(body[key.from:key.to]) {
+		case "Records":
+			if sawRecords {
+				return errUnusual
+			}
+			sawRecords = true
+			n, err := p.scanRecords(&sc)
+			if err != nil {
+				return err
+			}
+			size += n
+		case "NextShardIterator":
+			if sc.null() {
+				continue
+			}
+			v, ok := sc.str()
+			if !ok || v.escaped {
+				return errUnusual
+			}
+			s := string(body[v.from:v.to])
+			next = &s
+		case "MillisBehindLatest":
+			if sc.null() {
+				continue
+			}
+			v, ok := sc.number()
+			if !ok {
+				return errUnusual
+			}
+			n, err := strconv.ParseInt(string(body[v.from:v.to]), 10, 64)
+			if err != nil {
+				return errUnusual
+			}
+			behind = &n
+		case "ChildShards":
+			// kinesis-mock sends null for none; child shards themselves,
+			// at a shard's end, are the SDK's to read.
+			if !sc.null() {
+				return errUnusual
+			}
+		default:
+			// Anything new: the SDK knows.
+			return errUnusual
+		}
+	}
+	if sc.skipSpace(); sc.i != len(body) {
+		return errUnusual
+	}
+	o.NextShardIterator, o.MillisBehindLatest, o.Records = next, behind, nil
+	p.recs, p.ok = p.encode(body, size), true
+	return nil
+}
+
+// scanRecords reads the Records array into p.spans and returns the bytes
+// their JSON needs, about.
+func (p *recordsProtocol) scanRecords(sc *scanner) (int, error) {
+	if !sc.byte('[') {
+		return 0, errUnusual
+	}
+	size := 0
+	for first := true; ; first = false {
+		if sc.byte(']') {
+			return size, nil
+		}
+		if !first && !sc.byte(',') {
+			return 0, errUnusual
+		}
+		r, err := scanRecord(sc)
+		if err != nil {
+			return 0, err
+		}
+		p.spans = append(p.spans, r)
+		size += p.enc.Size(p.shard, "", "", 0) + (r.key.to - r.key.from) + 2*(r.seq.to-r.seq.from) + (r.data.to - r.data.from)
+	}
+}
+
+// scanRecord reads one record object. Data, PartitionKey and
+// SequenceNumber are required, as Kinesis always sends them.
+func scanRecord(sc *scanner) (recordSpan, error) {
+	var r recordSpan
+	var have int
+	if !sc.byte('{') {
+		return r, errUnusual
+	}
+	for first := true; ; first = false {
+		if sc.byte('}') {
+			break
+		}
+		if !first && !sc.byte(',') {
+			return r, errUnusual
+		}
+		key, ok := sc.str()
+		if !ok || !sc.byte(':') {
+			return r, errUnusual
+		}
+		switch string(sc.b[key.from:key.to]) {
+		case "Data":
+			if r.data, ok = sc.str(); !ok || r.data.escaped || !validBase64(sc.b[r.data.from:r.data.to]) {
+				return r, errUnusual
+			}
+			have |= 1
+		case "PartitionKey":
+			// An escaped key is rare enough to leave to the SDK.
+			if r.key, ok = sc.str(); !ok || r.key.escaped {
+				return r, errUnusual
+			}
+			have |= 2
+		case "SequenceNumber":
+			if r.seq, ok = sc.str(); !ok || r.seq.escaped || !digits(sc.b[r.seq.from:r.seq.to]) {
+				return r, errUnusual
+			}
+			have |= 4
+		case "ApproximateArrivalTimestamp":
+			if sc.null() {
+				r.arrival = time.Time{}
+				continue
+			}
+			v, ok := sc.number()
+			if !ok {
+				return r, errUnusual
+			}
+			f, err := strconv.ParseFloat(string(sc.b[v.from:v.to]), 64)
+			if err != nil {
+				return r, errUnusual
+			}
+			r.arrival = epochSeconds(f)
+		case "EncryptionType":
+			// Lambda's event does not carry it.
+			if _, ok := sc.str(); !ok && !sc.null() {
+				return r, errUnusual
+			}
+		default:
+			return r, errUnusual
+		}
+	}
+	if have != 7 {
+		return r, errUnusual
+	}
+	return r, nil
+}
+
+// epochSeconds converts epoch seconds to a time exactly as the SDK does:
+// the product with 1000, rounded to a float64 and truncated to whole
+// milliseconds.
+func epochSeconds(f float64) time.Time {
+	return time.UnixMilli(int64(f * 1000)).UTC()
+}
+
+// encode writes the records of p.spans into one buffer of about size
+// bytes. The records' keys and sequence numbers are strings over that same
+// buffer, which is never written again: a poll costs three allocations, not
+// several per record.
+func (p *recordsProtocol) encode(body []byte, size int) []event.Record {
+	if len(p.spans) == 0 {
+		return nil
+	}
+	type offsets struct{ json, key, seq int }
+	offs := make([]offsets, len(p.spans)+1)
+	buf := make([]byte, 0, size)
+	for i := range p.spans {
+		r := &p.spans[i]
+		var o offsets
+		o.json = len(buf)
+		buf, o.key, o.seq = p.enc.AppendBase64(buf, p.shard, unsafeString(body[r.key.from:r.key.to]), unsafeString(body[r.seq.from:r.seq.to]),
+			body[r.data.from:r.data.to], r.arrival)
+		offs[i] = o
+	}
+	offs[len(p.spans)].json = len(buf)
+	// buf may have grown past size: the offsets hold for its final array.
+	all := unsafeString(buf)
+	recs := make([]event.Record, len(p.spans))
+	for i := range p.spans {
+		r, o := &p.spans[i], offs[i]
+		end := offs[i+1].json
+		rec := &recs[i]
+		rec.Seq = all[o.seq : o.seq+(r.seq.to-r.seq.from)]
+		rec.ID = rec.Seq
+		rec.Arrival = r.arrival
+		rec.JSON = buf[o.json:end:end]
+		if o.key >= 0 {
+			rec.Key = all[o.key : o.key+(r.key.to-r.key.from)]
+		} else {
+			rec.Key = string(body[r.key.from:r.key.to])
+		}
+	}
+	return recs
+}
+
+// unsafeString is b as a string without a copy. The caller must never write
+// to b again.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// digits reports that b is a non-empty run of decimal digits.
+func digits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+// validBase64 reports that b is standard, padded base64, as the SDK would
+// accept it.
+func validBase64(b []byte) bool {
+	if len(b)%4 != 0 {
+		return false
+	}
+	for i, c := range b {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
+		case c == '=' && (i == len(b)-1 || i == len(b)-2 && b[len(b)-1] == '='):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// scanner reads the JSON of a GetRecords response: objects, arrays,
+// strings, numbers and null, which is all that response holds.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// byte consumes c, after any space, and reports whether it was there.
+func (s *scanner) byte(c byte) bool {
+	s.skipSpace()
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// null consumes a null and reports whether there was one.
+func (s *scanner) null() bool {
+	s.skipSpace()
+	if bytes.HasPrefix(s.b[s.i:], []byte("null")) {
+		s.i += 4
+		return true
+	}
+	return false
+}
+
+// str consumes a string and returns the span of its contents, between
+// the quotes.
+func (s *scanner) str() (span, bool) {
+	if !s.byte('"') {
+		return span{}, false
+	}
+	sp := span{from: s.i}
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; {
+		case c == '"':
+			sp.to = s.i
+			s.i++
+			return sp, true
+		case c == '\\':
+			sp.escaped = true
+			s.i += 2
+		case c < 0x20:
+			return span{}, false
+		default:
+			s.i++
+		}
+	}
+	return span{}, false
+}
+
+// number consumes a JSON number and returns its span.
+func (s *scanner) number() (span, bool) {
+	s.skipSpace()
+	sp := span{from: s.i}
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		if (c < '0' || c > '9') && c != '-' && c != '+' && c != '.' && c != 'e' && c != 'E' {
+			break
+		}
+		s.i++
+	}
+	sp.to = s.i
+	return sp, sp.to > sp.from
+}

@@ -1,0 +1,179 @@
+package kinesis
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/smithy-go"
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/esmd-dev/esmd/event"
+)
+
+// cannedClient returns a Kinesis client whose every call is answered with
+// the status and body that the returned setter last set.
+func cannedClient(t testing.TB) (*kinesis.Client, func(status int, body string)) {
+	t.Helper()
+	var status int
+	var body string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	c := kinesis.New(kinesis.Options{
+		Region:           "us-east-1",
+		BaseEndpoint:     aws.String(srv.URL),
+		Credentials:      credentials.NewStaticCredentialsProvider("test", "test", ""),
+		RetryMaxAttempts: 1,
+	})
+	return c, func(s int, b string) { status, body = s, b }
+}
+
+// decoded is what a reader makes of one GetRecords response.
+type decoded struct {
+	Records []event.Record
+	Next    *string
+	Behind  *int64
+	ErrType string
+	Fast    bool
+}
+
+// decodeBoth decodes body once through recordsProtocol and once through
+// the SDK alone, then encodes the SDK's records as a reader would.
+func decodeBoth(t testing.TB, c *kinesis.Client, set func(int, string), status int, body string) (fast, sdk decoded) {
+	t.Helper()
+	const shard = "shardId-000000000007"
+	enc := event.NewKinesisEncoder("us-east-1", testARN, "arn:aws:iam::000000000000:role/r")
+	in := &kinesis.GetRecordsInput{ShardIterator: aws.String("it")}
+	set(status, body)
+	p := &recordsProtocol{enc: enc, shard: shard}
+	out, err := c.GetRecords(context.Background(), in, p.use)
+	fast = result(out, err)
+	fast.Records, fast.Fast = p.take()
+	if err == nil && !fast.Fast {
+		fast.Records = encode(enc, shard, out.Records, "")
+	}
+	out, err = c.GetRecords(context.Background(), in)
+	sdk = result(out, err)
+	if err == nil {
+		sdk.Records = encode(enc, shard, out.Records, "")
+	}
+	return fast, sdk
+}
+
+func result(out *kinesis.GetRecordsOutput, err error) decoded {
+	var d decoded
+	if err != nil {
+		d.ErrType = "error"
+		var de *smithy.DeserializationError
+		var ae smithy.APIError
+		switch {
+		case errors.As(err, &ae):
+			d.ErrType = ae.ErrorCode()
+		case errors.As(err, &de):
+			d.ErrType = "deserialization"
+		}
+		return d
+	}
+	d.Next, d.Behind = out.NextShardIterator, out.MillisBehindLatest
+	return d
+}
+
+func TestRecordsProtocolMatchesSDK(t *testing.T) {
+	c, set := cannedClient(t)
+	tests := []struct {
+		name   string
+		status int
+		body   string
+		fast   bool // the fast path decodes it
+	}{
+		{"usual", 200, `{"Records":[` +
+			`{"SequenceNumber":"49590338271490256608559692538361571095921575989136588898","ApproximateArrivalTimestamp":1.607516181562E9,"Data":"eyJvcmRlciI6MX0=","PartitionKey":"customer-1"},` +
+			`{"Data":"AAEC/w==","PartitionKey":"k<2>&","SequenceNumber":"49590338271490256608559692538361571095921575989136588899","ApproximateArrivalTimestamp":1607516181.999,"EncryptionType":"NONE"}` +
+			`],"NextShardIterator":"AAAA/next+iter==","MillisBehindLatest":1234}`, true},
+		{"spaces and order", 200, " {\n \"MillisBehindLatest\" : 0 ,\t\"Records\" : [ { \"PartitionKey\" : \"p\" , \"Data\" : \"\" , \"SequenceNumber\" : \"1\" , \"ApproximateArrivalTimestamp\" : 1545084650.987 } ] , \"NextShardIterator\" : \"n\" }\r\n", true},
+		{"empty", 200, `{"Records":[],"NextShardIterator":"n","MillisBehindLatest":0}`, true},
+		{"unicode key", 200, `{"Records":[{"PartitionKey":"clé-日本","Data":"YQ==","SequenceNumber":"5","ApproximateArrivalTimestamp":1.0}],"NextShardIterator":"n"}`, true},
+		{"key to escape in the event", 200, "{\"Records\":[{\"PartitionKey\":\"a\u2028b\",\"Data\":\"YQ==\",\"SequenceNumber\":\"5\",\"ApproximateArrivalTimestamp\":1.0}],\"NextShardIterator\":\"n\"}", true},
+		{"shard end", 200, `{"Records":[],"NextShardIterator":null,"MillisBehindLatest":0}`, true},
+		{"nulls", 200, `{"ChildShards":null,"MillisBehindLatest":null,"Records":[{"PartitionKey":"p","Data":"YQ==","SequenceNumber":"5","ApproximateArrivalTimestamp":null,"EncryptionType":null}],"NextShardIterator":"n"}`, true},
+		{"no arrival time", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ==","SequenceNumber":"5"}],"NextShardIterator":"n"}`, true},
+		{"child shards", 200, `{"Records":[],"MillisBehindLatest":0,"ChildShards":[{"ShardId":"shardId-000000000008","ParentShards":["shardId-000000000007"],"HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"9"}}]}`, false},
+		{"escaped key", 200, `{"Records":[{"PartitionKey":"a\"b\\u00e9","Data":"YQ==","SequenceNumber":"5","ApproximateArrivalTimestamp":1.5}],"NextShardIterator":"n"}`, false},
+		{"escaped slash in data", 200, `{"Records":[{"PartitionKey":"p","Data":"AAEC\/w==","SequenceNumber":"5","ApproximateArrivalTimestamp":1.5}],"NextShardIterator":"n"}`, false},
+		{"null data", 200, `{"Records":[{"PartitionKey":"p","Data":null,"SequenceNumber":"5"}],"NextShardIterator":"n"}`, false},
+		{"unknown record field", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ==","SequenceNumber":"5","New":1}],"NextShardIterator":"n"}`, false},
+		{"bad base64", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ=","SequenceNumber":"5"}],"NextShardIterator":"n"}`, false},
+		{"records twice", 200, `{"Records":[{"PartitionKey":"a","Data":"YQ==","SequenceNumber":"1"}],"Records":[{"PartitionKey":"b","Data":"Yg==","SequenceNumber":"2"}],"NextShardIterator":"n"}`, false},
+		{"truncated", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ==","Seq`, false},
+		{"throttled", 400, `{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard"}`, false},
+		{"expired iterator", 400, `{"__type":"ExpiredIteratorException","message":"Iterator expired"}`, false},
+		{"server error", 500, `{"__type":"InternalFailure"}`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fast, sdk := decodeBoth(t, c, set, tc.status, tc.body)
+			if fast.Fast != tc.fast {
+				t.Errorf("decoded by recordsProtocol: %v, want %v", fast.Fast, tc.fast)
+			}
+			fast.Fast = false
+			if diff := cmp.Diff(sdk, fast); diff != "" {
+				t.Errorf("recordsProtocol and the SDK differ (-sdk +fast):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRecordsProtocolRecordsDoNotShareCapacity checks that appending to one
+// record's JSON cannot overwrite the next record's.
+func TestRecordsProtocolRecordsDoNotShareCapacity(t *testing.T) {
+	c, set := cannedClient(t)
+	fast, _ := decodeBoth(t, c, set, 200, `{"Records":[`+
+		`{"PartitionKey":"a","Data":"YQ==","SequenceNumber":"1","ApproximateArrivalTimestamp":1.5},`+
+		`{"PartitionKey":"b","Data":"Yg==","SequenceNumber":"2","ApproximateArrivalTimestamp":1.5}],"NextShardIterator":"n"}`)
+	if !fast.Fast || len(fast.Records) != 2 {
+		t.Fatalf("fast=%v, %d records", fast.Fast, len(fast.Records))
+	}
+	second := string(fast.Records[1].JSON)
+	_ = append(fast.Records[0].JSON, "XXXXXXXX"...)
+	if string(fast.Records[1].JSON) != second {
+		t.Fatal("appending to the first record's JSON changed the second's")
+	}
+	if cap(fast.Records[0].JSON) != len(fast.Records[0].JSON) {
+		t.Fatalf("first record's JSON: cap %d > len %d", cap(fast.Records[0].JSON), len(fast.Records[0].JSON))
+	}
+}
+
+// FuzzRecordsProtocol checks that, for any response body, the fast path
+// either leaves the body to the SDK or reads it exactly as the SDK does.
+func FuzzRecordsProtocol(f *testing.F) {
+	for _, s := range []string{
+		`{"Records":[{"SequenceNumber":"4959","ApproximateArrivalTimestamp":1.607516181562E9,"Data":"eyJvcmRlciI6MX0=","PartitionKey":"customer-1"}],"NextShardIterator":"it","MillisBehindLatest":12}`,
+		`{"Records":[],"NextShardIterator":null}`,
+		`{"Records":[{"PartitionKey":"k","Data":"","SequenceNumber":"0","EncryptionType":"KMS","ApproximateArrivalTimestamp":-1e-3}]}`,
+		`{}`,
+	} {
+		f.Add(s)
+	}
+	c, set := cannedClient(f)
+	f.Fuzz(func(t *testing.T, body string) {
+		if strings.Contains(body, "__type") {
+			t.Skip("error bodies are the SDK's alone")
+		}
+		fast, sdk := decodeBoth(t, c, set, 200, body)
+		wasFast := fast.Fast
+		fast.Fast = false
+		if diff := cmp.Diff(sdk, fast); diff != "" {
+			t.Fatalf("body %q (fast path %v): recordsProtocol and the SDK differ (-sdk +fast):\n%s", body, wasFast, diff)
+		}
+	})
+}

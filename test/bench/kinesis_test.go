@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,7 +149,14 @@ func TestKinesisThroughput(t *testing.T) {
 
 		before, _ := s.count(t)
 		dir := t.TempDir()
-		e := startESMD(t, dir, fmt.Sprintf(`aws:
+		// With ESMD_BENCH_PROFILE=DIR the first repetition's esmd is
+		// profiled through its admin server.
+		profDir, server := os.Getenv("ESMD_BENCH_PROFILE"), "{listen: off}"
+		if profDir != "" && rep == 0 {
+			server = fmt.Sprintf("{listen: \"127.0.0.1:%d\", pprof: true}", servers.FreePort(t))
+		}
+		e := startESMD(t, dir, fmt.Sprintf(`server: %s
+aws:
   region: us-east-1
   endpoints: {kinesis: %q}
   credentials: {accessKeyId: test, secretAccessKey: test}
@@ -163,8 +172,16 @@ mappings:
     StartingPosition: TRIM_HORIZON
     BatchSize: 100
     esmd: {pollInterval: 200ms}
-`, ep, s.URL, dir+"/cp.db", arn))
+`, server, ep, s.URL, dir+"/cp.db", arn))
 		start := time.Now()
+		var prof *processProfiler
+		if addr, ok := strings.CutPrefix(server, "{listen: \""); ok {
+			addr, _, _ = strings.Cut(addr, "\"")
+			if !waitFor(context.Background(), 10*time.Second, func() bool { return fetch(context.Background(), "http://"+addr+"/healthz") != nil }) {
+				t.Fatal("esmd's admin server did not come up")
+			}
+			prof = profileProcess(t, "http://"+addr, profDir, 4)
+		}
 		var last procStats
 		ok := waitFor(context.Background(), 5*time.Minute, func() bool {
 			n, _ := s.count(t)
@@ -172,6 +189,9 @@ mappings:
 			return n-before >= kinesisRecords
 		})
 		elapsed := time.Since(start)
+		if prof != nil {
+			prof.Close()
+		}
 		n, _ := s.count(t)
 		e.stop()
 		if !ok || n-before != kinesisRecords {

@@ -2,11 +2,16 @@ package bench
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -78,4 +83,73 @@ func TestKinesisProfile(t *testing.T) {
 	cancel()
 	<-done
 	t.Logf("%d records in %s (%.0f records/s); peak heap in use %.1f MiB", kinesisRecords, elapsed, kinesisRecords/elapsed.Seconds(), float64(peak)/(1<<20))
+}
+
+// processProfiler records profiles of an esmd process through its admin
+// server's /debug/pprof/ (server.pprof): a CPU profile of the first
+// seconds and the heap profile taken at the highest heap in use.
+type processProfiler struct {
+	base string // http://127.0.0.1:PORT
+	dir  string
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+// profileProcess starts profiling the esmd at base into dir; Close ends it.
+func profileProcess(t testing.TB, base, dir string, cpuSeconds int) *processProfiler {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &processProfiler{base: base, dir: dir, stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b := fetch(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, cpuSeconds)); b != nil {
+				_ = os.WriteFile(filepath.Join(dir, "esmd-cpu.prof"), b, 0o644)
+			}
+		}()
+		var peak uint64
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				wg.Wait()
+				t.Logf("esmd heap profile at %.1f MiB heap in use: %s", float64(peak)/(1<<20), filepath.Join(dir, "esmd-heap.prof"))
+				return
+			case <-tick.C:
+			}
+			b := fetch(ctx, base+"/debug/pprof/heap?debug=1")
+			_, v, ok := strings.Cut(string(b), "# HeapInuse = ")
+			if !ok {
+				continue
+			}
+			v, _, _ = strings.Cut(v, "\n")
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil && n > peak {
+				peak = n
+				_ = os.WriteFile(filepath.Join(dir, "esmd-heap.prof"), b, 0o644)
+			}
+		}
+	}()
+	return p
+}
+
+func (p *processProfiler) Close() { p.stop(); <-p.done }
+
+func fetch(ctx context.Context, url string) []byte {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	return b
 }

@@ -158,10 +158,25 @@ func leadingInt(b []byte) (int64, bool) {
 }
 
 // ScanEvent calls fn with the data of every record of a Lambda event of
-// generated records, Kinesis- or DynamoDB-shaped, in order. Kinesis data is
-// base64-decoded into a buffer that fn must not keep.
+// generated records, Kinesis-, DynamoDB- or SQS-shaped, in order. Kinesis
+// data is base64-decoded into a buffer that fn must not keep; an SQS record's
+// data is its body as it stands (base64 text for payload=random).
 func ScanEvent(payload []byte, fn func(data []byte)) error {
 	const kin = `"data":"`
+	if bytes.Contains(payload, []byte(`"eventSource":"aws:sqs"`)) {
+		var ev struct {
+			Records []struct {
+				Body string `json:"body"`
+			} `json:"Records"`
+		}
+		if err := json.Unmarshal(payload, &ev); err != nil {
+			return fmt.Errorf("generator: scan event: %w", err)
+		}
+		for _, r := range ev.Records {
+			fn([]byte(r.Body))
+		}
+		return nil
+	}
 	if bytes.Contains(payload, []byte(`"aws:dynamodb"`)) {
 		var ev struct {
 			Records []struct {

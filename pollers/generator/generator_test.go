@@ -29,6 +29,8 @@ func TestParseURL(t *testing.T) {
 		{`generator://t?template={"id":"{{key}}-{{n}}","x":1%2B2}`,
 			Spec{Name: "t", Shards: 4, Keys: 1000, Size: 100, Seed: 1, Shape: event.Kinesis, Payload: "json", ReadSize: 1000, Template: `{"id":"{{key}}-{{n}}","x":1+2}`}},
 		{"generator://r?payload=random&size=7", Spec{Name: "r", Shards: 4, Keys: 1000, Size: 7, Seed: 1, Shape: event.Kinesis, Payload: "random", ReadSize: 1000}},
+		{"generator://q.1?shape=sqs&count=10&seed=3", Spec{Name: "q.1", Shards: 4, Keys: 1000, Size: 100, Count: 10, Seed: 3, Shape: event.SQS, Payload: "json", ReadSize: 1000}},
+		{"generator://q?shape=sqs&payload=random&template=", Spec{Name: "q", Shards: 4, Keys: 1000, Size: 100, Seed: 1, Shape: event.SQS, Payload: "random", ReadSize: 1000}},
 	}
 	for _, tc := range good {
 		t.Run(tc.url, func(t *testing.T) {
@@ -59,7 +61,8 @@ func TestParseURL(t *testing.T) {
 		{"generator://x?size=0", "size: 0 is not between 1"},
 		{"generator://x?count=-5", "count: -5"},
 		{"generator://x?duration=soon", `duration: "soon"`},
-		{"generator://x?shape=sqs", `shape: "sqs" is not kinesis or dynamodb`},
+		{"generator://x?shape=sns", `shape: "sns" is not kinesis, dynamodb or sqs`},
+		{"generator://x?shape=Kinesis", `shape: "Kinesis" is not kinesis, dynamodb or sqs`},
 		{"generator://x?poison=2", "poison: 2 is not between 0 and 1"},
 		{"generator://x?payload=xml", `payload: "xml"`},
 		{"generator://x?payload=random&template=a", "template: does not apply"},

@@ -3,7 +3,9 @@ package generator
 import (
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math"
@@ -41,6 +43,8 @@ type Source struct {
 	pad      []byte   // seeded padding and random payload pool
 	kenc     *event.KinesisEncoder
 	denc     *event.DynamoDBEncoder
+	senc     *event.SQSEncoder
+	idKey    [2]uint64 // seeded keys of the SQS message ids
 	tmpl     []segment
 	deadline time.Time // zero: none
 
@@ -78,9 +82,13 @@ func New(cfg Config) (*Source, error) {
 		idARN = "arn:aws:iam::" + Account + ":role/esmd"
 	}
 	s := &Source{spec: sp, log: log, done: make(chan struct{})}
-	if sp.Shape == event.DynamoDB {
+	switch sp.Shape {
+	case event.DynamoDB:
 		s.denc = event.NewDynamoDBEncoder(Region, sp.StreamARN())
-	} else {
+	case event.SQS:
+		s.senc = event.NewSQSEncoder(Region, sp.StreamARN())
+		s.idKey = [2]uint64{splitmix(uint64(sp.Seed) ^ 5<<56), splitmix(uint64(sp.Seed) ^ 6<<56)}
+	default:
 		s.kenc = event.NewKinesisEncoder(Region, sp.StreamARN(), idARN)
 	}
 	if sp.Template != "" {
@@ -146,7 +154,8 @@ func New(cfg Config) (*Source, error) {
 // Spec returns the effective spec, defaults applied.
 func (s *Source) Spec() Spec { return s.spec }
 
-// Kind is the shape of the records: event.Kinesis or event.DynamoDB.
+// Kind is the shape of the records: event.Kinesis, event.DynamoDB or
+// event.SQS.
 func (s *Source) Kind() event.Kind { return s.spec.Shape }
 
 // Finite reports that every shard ends: the spec has a count or a duration.
@@ -372,9 +381,12 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 		seq := seqs[i*w : (i+1)*w]
 		poison := s.spec.Poison > 0 && float64(s.draw(sh.idx, j, 2)>>11)/(1<<53) < s.spec.Poison
 		r.data = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, poison, seq)
-		if s.kenc != nil {
+		switch {
+		case s.kenc != nil:
 			recs[i] = s.kenc.Encode(sh.id, s.keyNames[key], seq, r.data, arrival)
-		} else {
+		case s.senc != nil:
+			recs[i] = s.encodeSQS(sh, j, key, seq, r.data, arrival)
+		default:
 			recs[i] = s.encodeDynamoDB(key, seq, r.data, arrival)
 		}
 	}
@@ -424,6 +436,82 @@ func (s *Source) encodeDynamoDB(key int, seq string, data []byte, at time.Time) 
 		SizeBytes:                   int64(len(img)),
 		StreamViewType:              "NEW_IMAGE",
 	})
+}
+
+// SenderID is the SenderId attribute of SQS-shaped records.
+const SenderID = "AIDAESMDGENERATOR"
+
+// encodeSQS makes the message of record j of shard sh, as a standard queue
+// delivers it the first time. The body is the data; random data, which need
+// not be UTF-8, is base64-encoded (standard alphabet, padded) so that the
+// body is valid text as SQS requires.
+//
+// The Record keeps the stream engine's meaning: ID is the messageId (the
+// itemIdentifier of a partial batch response for SQS), Seq the generator's
+// sequence number (checkpoints and failure records), Key the partition key
+// (lanes keep per-key order), Arrival the generation time, and Receipt is
+// empty, since there is no queue to delete from.
+func (s *Source) encodeSQS(sh *shardPlan, j int64, key int, seq string, data []byte, at time.Time) event.Record {
+	body := string(data)
+	if s.spec.Payload == PayloadRandom {
+		body = base64.StdEncoding.EncodeToString(data)
+	}
+	sum := md5.Sum([]byte(body))
+	ms := strconv.FormatInt(at.UnixMilli(), 10)
+	id := s.messageID(sh.idx, j)
+	r := s.senc.Encode(event.SQSMessage{
+		MessageID:     id,
+		ReceiptHandle: base64.StdEncoding.EncodeToString([]byte(s.spec.Name + "/" + sh.id + "/" + seq + "/" + id)),
+		Body:          body,
+		MD5OfBody:     hex.EncodeToString(sum[:]),
+		Attributes: map[string]string{
+			"ApproximateReceiveCount":          "1",
+			"SentTimestamp":                    ms,
+			"SenderId":                         SenderID,
+			"ApproximateFirstReceiveTimestamp": ms,
+		},
+		MessageAttributes: map[string]event.SQSMessageAttribute{},
+	})
+	r.ID, r.Seq, r.Key, r.Arrival, r.Receipt = id, seq, s.keyNames[key], at, ""
+	return r
+}
+
+// messageID returns the UUID (version 4 layout) of record j of shard idx.
+// It is a function of the seed, the shard and the record only, and no two
+// records of one generator share one: the first half is a bijection of the
+// shard index (below 2^17, beside 43 seeded bits) over 60 bits, the second a
+// bijection of j over 62 bits, around the version and variant bits.
+func (s *Source) messageID(idx int, j int64) string {
+	const m60, m62 = 1<<60 - 1, 1<<62 - 1
+	a := mix(s.idKey[0]<<17^uint64(idx), m60, 17)
+	b := mix((uint64(j)^s.idKey[1])&m62, m62, 31)
+	hi := a>>12<<16 | 0x4000 | a&0xfff
+	lo := 0b10<<62 | b
+	var u [16]byte
+	binary.BigEndian.PutUint64(u[:8], hi)
+	binary.BigEndian.PutUint64(u[8:], lo)
+	var out [36]byte
+	hex.Encode(out[0:8], u[0:4])
+	out[8] = '-'
+	hex.Encode(out[9:13], u[4:6])
+	out[13] = '-'
+	hex.Encode(out[14:18], u[6:8])
+	out[18] = '-'
+	hex.Encode(out[19:23], u[8:10])
+	out[23] = '-'
+	hex.Encode(out[24:], u[10:])
+	return string(out[:])
+}
+
+// mix scrambles x within the bits of mask (2^n-1, n > shift): odd
+// multiplications modulo 2^n and xor-shifts right are both invertible
+// there, so mix is a bijection of [0, 2^n).
+func mix(x, mask uint64, shift uint) uint64 {
+	x &= mask
+	x = x * 0xbf58476d1ce4e5b9 & mask
+	x ^= x >> shift
+	x = x * 0x94d049bb133111eb & mask
+	return x ^ x>>shift
 }
 
 // Close releases the reader.

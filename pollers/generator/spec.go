@@ -62,7 +62,7 @@ type Spec struct {
 	Duration time.Duration
 	// Seed makes runs reproducible; DefaultSeed when zero.
 	Seed int64
-	// Shape is event.Kinesis (default) or event.DynamoDB.
+	// Shape is event.Kinesis (default), event.DynamoDB or event.SQS.
 	Shape event.Kind
 	// Poison is the fraction (0–1) of records flagged "poison":true.
 	Poison float64
@@ -80,7 +80,7 @@ var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
 // ParseURL parses generator://NAME?key=value&… into a Spec with its
 // defaults applied. Keys: shards, rate, keys, size, count, duration, seed,
-// shape (kinesis|dynamodb), poison, payload (json|random), template,
+// shape (kinesis|dynamodb|sqs), poison, payload (json|random), template,
 // readsize. In a template, write %26 for & and %2B for +.
 func ParseURL(s string) (Spec, error) {
 	rest, ok := strings.CutPrefix(s, Scheme)
@@ -194,8 +194,8 @@ func (s *Spec) withDefaults() error {
 	if s.Duration < 0 {
 		errs = append(errs, fmt.Errorf("duration: %s must not be negative", s.Duration))
 	}
-	if s.Shape != event.Kinesis && s.Shape != event.DynamoDB {
-		errs = append(errs, fmt.Errorf("shape: %q is not kinesis or dynamodb", s.Shape))
+	if s.Shape != event.Kinesis && s.Shape != event.DynamoDB && s.Shape != event.SQS {
+		errs = append(errs, fmt.Errorf("shape: %q is not kinesis, dynamodb or sqs", s.Shape))
 	}
 	if s.Poison < 0 || s.Poison > 1 {
 		errs = append(errs, fmt.Errorf("poison: %g is not between 0 and 1", s.Poison))
@@ -222,11 +222,15 @@ func (s *Spec) withDefaults() error {
 // Finite reports that the spec ends: it has a count or a duration.
 func (s Spec) Finite() bool { return s.Count > 0 || s.Duration > 0 }
 
-// StreamARN is the ARN the records name: a Kinesis stream ARN, or a DynamoDB
-// stream ARN for shape=dynamodb.
+// StreamARN is the ARN the records name: a Kinesis stream ARN, a DynamoDB
+// stream ARN for shape=dynamodb, or an SQS queue ARN for shape=sqs. It is
+// also the StreamARN of the generator's failure records.
 func (s Spec) StreamARN() string {
-	if s.Shape == event.DynamoDB {
+	switch s.Shape {
+	case event.DynamoDB:
 		return fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s/stream/1970-01-01T00:00:00.000", Region, Account, s.Name)
+	case event.SQS:
+		return fmt.Sprintf("arn:aws:sqs:%s:%s:%s", Region, Account, s.Name)
 	}
 	return fmt.Sprintf("arn:aws:kinesis:%s:%s:stream/%s", Region, Account, s.Name)
 }

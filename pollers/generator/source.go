@@ -478,12 +478,14 @@ func (s *Source) encodeSQS(sh *shardPlan, j int64, key int, seq string, data []b
 
 // messageID returns the UUID (version 4 layout) of record j of shard idx.
 // It is a function of the seed, the shard and the record only, and no two
-// records of one generator share one: the first half is a bijection of the
-// shard index (below 2^17, beside 43 seeded bits) over 60 bits, the second a
-// bijection of j over 62 bits, around the version and variant bits.
+// records of one generator share one: around the version and variant bits,
+// the second half is a bijection of j over 62 bits, and the first a
+// bijection over 60 bits of the shard index (below 2^17) beside 43 bits
+// drawn from the seed and j. So the second half gives j, and with it the
+// first half gives the shard.
 func (s *Source) messageID(idx int, j int64) string {
 	const m60, m62 = 1<<60 - 1, 1<<62 - 1
-	a := mix(s.idKey[0]<<17^uint64(idx), m60, 17)
+	a := mix((s.idKey[0]^splitmix(uint64(j)))<<17^uint64(idx), m60, 17)
 	b := mix((uint64(j)^s.idKey[1])&m62, m62, 31)
 	hi := a>>12<<16 | 0x4000 | a&0xfff
 	lo := 0b10<<62 | b

@@ -15,7 +15,7 @@ const Overhead = len(eventHead) + len(eventTail)
 func EventSize(recs []Record) int {
 	n := Overhead
 	for i := range recs {
-		n += len(recs[i].JSON)
+		n += recs[i].Size()
 	}
 	if len(recs) > 1 {
 		n += len(recs) - 1
@@ -41,7 +41,7 @@ func AppendEvent(dst []byte, recs []Record) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = append(dst, recs[i].JSON...)
+		dst = recs[i].AppendJSON(dst)
 	}
 	return append(dst, eventTail...)
 }

@@ -34,11 +34,23 @@ type Record struct {
 	ID string
 	// Arrival is when the source received the record.
 	Arrival time.Time
-	// JSON is the record's Lambda JSON, encoded once when it was read.
+	// JSON is the record's Lambda JSON, encoded once when it was read; when
+	// Tail is set, its first part.
 	JSON []byte
+	// Tail, when set, is the end of the record's JSON, which follows JSON:
+	// fields that many records share (a mapping's constant fields), held
+	// once for all of them. It is never written to.
+	Tail []byte
 	// Receipt is the SQS receipt handle; empty for streams.
 	Receipt string
 }
+
+// Size is the length of the record's JSON.
+func (r *Record) Size() int { return len(r.JSON) + len(r.Tail) }
+
+// AppendJSON appends the record's JSON to dst and returns the extended
+// slice.
+func (r *Record) AppendJSON(dst []byte) []byte { return append(append(dst, r.JSON...), r.Tail...) }
 
 // Shard is one shard of a stream, with its lineage. For SQS, a virtual shard
 // names one poller.

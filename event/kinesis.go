@@ -41,14 +41,20 @@ func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, 
 
 // AppendBase64 appends the record's Lambda JSON to dst, like Encode, for data
 // that is already in standard base64 (as GetRecords sends it): dataBase64 is
-// copied as it is, and must be valid standard base64. It also returns where
-// in the result the partition key and the sequence number are written as
-// they are: keyAt is -1 when the key needed escaping.
+// copied as it is, and must be valid standard base64. It writes the JSON up
+// to the end of eventID: the fields after it, the same for every record,
+// are Tail, which the Record's Tail should hold. It also returns where in
+// the result the partition key and the sequence number are written as they
+// are: keyAt is -1 when the key needed escaping.
 func (e *KinesisEncoder) AppendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) (out []byte, keyAt, seqAt int) {
 	dst, keyAt, seqAt = e.appendHead(dst, partitionKey, seq)
 	dst = append(dst, dataBase64...)
-	return e.appendTail(dst, shardID, seq, arrival), keyAt, seqAt
+	return e.appendID(dst, shardID, seq, arrival), keyAt, seqAt
 }
+
+// Tail is the end of every record's JSON after eventID, for records that
+// AppendBase64 wrote. It must not be written to.
+func (e *KinesisEncoder) Tail() []byte { return e.rest[:len(e.rest):len(e.rest)] }
 
 // Size is about the length of a record's Lambda JSON with base64Len bytes
 // of base64 data: exact unless the key or shard ID need escaping, and at
@@ -77,13 +83,18 @@ func (e *KinesisEncoder) appendHead(b []byte, partitionKey, seq string) (out []b
 
 // appendTail writes the record's JSON after its data.
 func (e *KinesisEncoder) appendTail(b []byte, shardID, seq string, arrival time.Time) []byte {
+	return append(e.appendID(b, shardID, seq, arrival), e.rest...)
+}
+
+// appendID writes the record's JSON after its data, up to the end of
+// eventID.
+func (e *KinesisEncoder) appendID(b []byte, shardID, seq string, arrival time.Time) []byte {
 	b = append(b, `","approximateArrivalTimestamp":`...)
 	b = AppendEpochSeconds(b, arrival)
 	b = append(b, e.tail...)
 	b = appendRaw(b, shardID)
 	b = append(b, ':')
-	b = append(b, seq...)
-	return append(b, e.rest...)
+	return append(b, seq...)
 }
 
 // appendRaw appends s escaped for use inside a JSON string that is already

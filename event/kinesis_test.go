@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"os"
@@ -56,16 +57,30 @@ func TestKinesisEncodeRoundTrip(t *testing.T) {
 
 func TestKinesisEncodeMatchesLambdaSample(t *testing.T) {
 	enc := NewKinesisEncoder("us-east-2", "arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream", "arn:aws:iam::123456789012:role/lambda-role")
-	rec := enc.Encode("shardId-000000000006", "1", "49590338271490256608559692538361571095921575989136588898",
-		[]byte("Hello, this is a test."), time.UnixMilli(1545084650987))
+	const shardID, partitionKey, seq = "shardId-000000000006", "1", "49590338271490256608559692538361571095921575989136588898"
+	data, arrival := []byte("Hello, this is a test."), time.UnixMilli(1545084650987)
+	rec := enc.Encode(shardID, partitionKey, seq, data, arrival)
 	want := `{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":"1","sequenceNumber":"49590338271490256608559692538361571095921575989136588898","data":"SGVsbG8sIHRoaXMgaXMgYSB0ZXN0Lg==","approximateArrivalTimestamp":1545084650.987},"eventSource":"aws:kinesis","eventVersion":"1.0","eventID":"shardId-000000000006:49590338271490256608559692538361571095921575989136588898","eventName":"aws:kinesis:record","invokeIdentityArn":"arn:aws:iam::123456789012:role/lambda-role","awsRegion":"us-east-2","eventSourceARN":"arn:aws:kinesis:us-east-2:123456789012:stream/lambda-stream"}`
 	if string(rec.JSON) != want {
 		t.Fatalf("got  %s\nwant %s", rec.JSON, want)
 	}
+	// The same record through AppendBase64, with its shared tail.
+	b, keyAt, seqAt := enc.AppendBase64(nil, shardID, partitionKey, seq, []byte(base64.StdEncoding.EncodeToString(data)), arrival)
+	split := Record{JSON: b, Tail: enc.Tail()}
+	if got := string(split.AppendJSON(nil)); got != want || split.Size() != len(want) {
+		t.Fatalf("AppendBase64: got  %s (size %d)\nwant %s", got, split.Size(), want)
+	}
+	if string(b[keyAt:keyAt+len(partitionKey)]) != partitionKey || string(b[seqAt:seqAt+len(seq)]) != seq {
+		t.Fatalf("AppendBase64: key at %d, seq at %d do not point at them in %s", keyAt, seqAt, b)
+	}
 }
 
 func TestAppendEventAndSize(t *testing.T) {
-	recs := []Record{{JSON: []byte(`{"a":1}`)}, {JSON: []byte(`{"b":2}`)}, {JSON: []byte(`{}`)}}
+	tail := []byte(`,"t":true}`)
+	recs := []Record{{JSON: []byte(`{"a":1}`)}, {JSON: []byte(`{"b":2`), Tail: tail}, {JSON: []byte(`{}`)}, {JSON: []byte(`{"c":3`), Tail: tail}}
+	if got := string(AppendEvent(nil, recs)); got != `{"Records":[{"a":1},{"b":2,"t":true},{},{"c":3,"t":true}]}` {
+		t.Fatalf("AppendEvent = %s", got)
+	}
 	for n := 0; n <= len(recs); n++ {
 		ev := AppendEvent(nil, recs[:n])
 		if len(ev) != EventSize(recs[:n]) {
@@ -77,7 +92,7 @@ func TestAppendEventAndSize(t *testing.T) {
 		}
 		size := Overhead
 		for i := 0; i < n; i++ {
-			size += AddedSize(i, len(recs[i].JSON))
+			size += AddedSize(i, recs[i].Size())
 		}
 		if size != len(ev) {
 			t.Fatalf("n=%d: AddedSize sums to %d, want %d", n, size, len(ev))

@@ -32,7 +32,10 @@ func newLane(w *worker, idx int) *lane {
 	return &lane{
 		w:   w,
 		idx: idx,
-		in:  make(chan []event.Record, 1),
+		// Unbuffered: a poll waits in the reader, not in the channel, so
+		// the reader sees how long the lane takes to come back for more
+		// and sizes its reads to that, and one poll fewer is held.
+		in:  make(chan []event.Record),
 		log: w.log.With("lane", idx),
 		bo:  bo,
 	}
@@ -91,9 +94,15 @@ func (l *lane) run(ctx context.Context) {
 				timerC = timer.C
 			}
 			for i := range recs {
-				l.bufBytes += len(recs[i].JSON) + 1
+				l.bufBytes += recs[i].Size() + 1
 			}
-			l.buf = append(l.buf, recs...)
+			if len(l.buf) == 0 {
+				// The sender is done with recs (see ReadResult): take
+				// them as they are, without a copy.
+				l.buf = recs[:len(recs):len(recs)]
+			} else {
+				l.buf = append(l.buf, recs...)
+			}
 		case <-timerC:
 			timerC, windowDone = nil, true
 		case <-ctx.Done():
@@ -115,7 +124,7 @@ func (l *lane) cut() int {
 	n := min(len(l.buf), cfg.BatchSize)
 	size := event.Overhead
 	for i := 0; i < n; i++ {
-		size += event.AddedSize(i, len(l.buf[i].JSON))
+		size += event.AddedSize(i, l.buf[i].Size())
 		if size > cfg.MaxPayload {
 			return max(i, 1)
 		}
@@ -125,11 +134,15 @@ func (l *lane) cut() int {
 
 func (l *lane) shift(n int) {
 	for i := 0; i < n; i++ {
-		l.bufBytes -= len(l.buf[i].JSON) + 1
+		l.bufBytes -= l.buf[i].Size() + 1
 	}
-	k := copy(l.buf, l.buf[n:])
-	clear(l.buf[k:])
-	l.buf = l.buf[:k]
+	// Drop the batch from the front without moving the rest: a poll of
+	// thousands of records would otherwise be copied down once a batch.
+	clear(l.buf[:n])
+	l.buf = l.buf[n:]
+	if len(l.buf) == 0 {
+		l.buf = nil
+	}
 }
 
 // span is a part of a batch being retried, with its own counts.
@@ -176,7 +189,7 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 			continue
 		}
 		if len(s.recs) == 1 && event.EventSize(s.recs) > cfg.MaxPayload {
-			l.log.Error("record too large to invoke", "seq", s.recs[0].Seq, "bytes", len(s.recs[0].JSON), "limit", cfg.MaxPayload)
+			l.log.Error("record too large to invoke", "seq", s.recs[0].Seq, "bytes", s.recs[0].Size(), "limit", cfg.MaxPayload)
 			if !l.giveUp(ctx, s.recs, event.PayloadTooLarge, s) {
 				return resolved, true
 			}

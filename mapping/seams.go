@@ -33,6 +33,8 @@ type ShardReader interface {
 
 // ReadResult is what one poll returned.
 type ReadResult struct {
+	// Records are the poll's records, in order. They belong to the caller
+	// from then on: the reader never touches the slice again.
 	Records []event.Record
 	// MillisBehind is how far the reader is behind the tip of the shard, when
 	// the source says so; -1 when unknown.

@@ -159,7 +159,7 @@ func (p *sqsPoller) assemble(ctx context.Context) ([]event.Record, error) {
 			}
 		}
 		for i := range recs {
-			size += event.AddedSize(len(buf)+i, len(recs[i].JSON))
+			size += event.AddedSize(len(buf)+i, recs[i].Size())
 		}
 		buf = append(buf, recs...)
 	}
@@ -172,7 +172,7 @@ func (p *sqsPoller) cut(buf []event.Record) []event.Record {
 	max := p.r.cfg.MaxPayload
 	size := event.Overhead
 	for i := range buf {
-		size += event.AddedSize(i, len(buf[i].JSON))
+		size += event.AddedSize(i, buf[i].Size())
 		if size > max && i > 0 {
 			p.carry = append([]event.Record(nil), buf[i:]...)
 			p.carriedAt = p.received

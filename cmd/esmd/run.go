@@ -125,8 +125,11 @@ func newSource(s config.Settings, cl *clients, log *slog.Logger) (mapping.Source
 		kc := kinesis.Config{
 			StreamARN:    s.Source.StreamARN(),
 			PollInterval: s.PollInterval,
-			Encoder:      event.NewKinesisEncoder(s.Source.Region, s.Source.StreamARN(), s.InvokeIdentityArn),
-			Logger:       log,
+			// Reads adapt to the function's pace, down to what the
+			// lanes take at once.
+			MinLimit: int32(min(int(kinesis.DefaultLimit), s.BatchSize*s.ParallelizationFactor)),
+			Encoder:  event.NewKinesisEncoder(s.Source.Region, s.Source.StreamARN(), s.InvokeIdentityArn),
+			Logger:   log,
 		}
 		if s.Source.EFO() {
 			kc.ConsumerARN = s.Source.ARN

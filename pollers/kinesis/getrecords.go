@@ -222,7 +222,7 @@ func (p *recordsProtocol) scanRecords(sc *scanner) (int, error) {
 			return 0, err
 		}
 		p.spans = append(p.spans, r)
-		size += p.enc.Size(p.shard, "", "", 0) + (r.key.to - r.key.from) + 2*(r.seq.to-r.seq.from) + (r.data.to - r.data.from)
+		size += p.enc.Size(p.shard, "", "", 0) - len(p.enc.Tail()) + (r.key.to - r.key.from) + 2*(r.seq.to-r.seq.from) + (r.data.to - r.data.from)
 	}
 }
 
@@ -301,7 +301,8 @@ func epochSeconds(f float64) time.Time {
 // encode writes the records of p.spans into one buffer of about size
 // bytes. The records' keys and sequence numbers are strings over that same
 // buffer, which is never written again: a poll costs three allocations, not
-// several per record.
+// several per record. The fields after eventID, the same for every record,
+// are held once, as the records' Tail.
 func (p *recordsProtocol) encode(body []byte, size int) []event.Record {
 	if len(p.spans) == 0 {
 		return nil
@@ -320,6 +321,7 @@ func (p *recordsProtocol) encode(body []byte, size int) []event.Record {
 	offs[len(p.spans)].json = len(buf)
 	// buf may have grown past size: the offsets hold for its final array.
 	all := unsafeString(buf)
+	tail := p.enc.Tail()
 	recs := make([]event.Record, len(p.spans))
 	for i := range p.spans {
 		r, o := &p.spans[i], offs[i]
@@ -329,6 +331,7 @@ func (p *recordsProtocol) encode(body []byte, size int) []event.Record {
 		rec.ID = rec.Seq
 		rec.Arrival = r.arrival
 		rec.JSON = buf[o.json:end:end]
+		rec.Tail = tail
 		if o.key >= 0 {
 			rec.Key = all[o.key : o.key+(r.key.to-r.key.from)]
 		} else {

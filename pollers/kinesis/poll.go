@@ -24,6 +24,11 @@ type pollReader struct {
 	rt    *retrier
 	proto *recordsProtocol // decodes GetRecords responses
 
+	limit    int32         // the GetRecords Limit, adapted
+	full     bool          // the last read returned limit records
+	took     time.Duration // how long the last GetRecords took
+	returned time.Time     // when the last Read returned records
+
 	iter    *string   // nil when a new iterator is needed
 	lastSeq string    // sequence number of the last record returned
 	eager   bool      // poll at once: the last poll returned records or lagged
@@ -44,6 +49,45 @@ func (s *Source) newPollReader(sh event.Shard, start event.Start) *pollReader {
 		rt:    newRetrier(s.cfg, log, "get records"),
 		proto: &recordsProtocol{enc: s.cfg.Encoder, shard: sh.ID},
 		eager: true,
+		limit: min(s.cfg.Limit, max(s.cfg.MinLimit, startLimit)),
+	}
+}
+
+// Bounds of the adapted GetRecords Limit.
+const (
+	// startLimit is the first Limit of an adapting reader: a second of a
+	// few thousand records a second in five reads.
+	startLimit = 1000
+	// slowConsumer is how long the consumer may take to come back for
+	// more before the reader reads less at a time; fastConsumer is how
+	// soon it comes back when the reader should read more.
+	slowConsumer = 200 * time.Millisecond
+	fastConsumer = 50 * time.Millisecond
+	// readTurn is one of Kinesis's five reads a second of a shard.
+	readTurn = 200 * time.Millisecond
+)
+
+// adapt sizes the next GetRecords, given how long the consumer took to
+// come back since the last Read returned records. A read is held in memory
+// whole until the lanes have taken all of it, so reads are kept as small as
+// the pace allows:
+//   - a consumer that kept the reader waiting gets smaller reads: it takes
+//     records more slowly than they can be read;
+//   - so does a read that took longer than two of Kinesis's 200 ms turns
+//     (five reads a second): reading the same records in two calls costs
+//     no time when each call takes longer than the turn anyway;
+//   - a full read, with more records waiting in the shard, that came back
+//     within a turn, to a consumer that came back at once, gets a larger
+//     one.
+//
+// The Limit stays within MinLimit and Limit.
+func (r *pollReader) adapt(away time.Duration) {
+	cfg := &r.src.cfg
+	switch {
+	case away > slowConsumer || r.took > 2*readTurn:
+		r.limit = max(cfg.MinLimit, r.limit*3/4)
+	case away < fastConsumer && r.took < readTurn && r.full:
+		r.limit = min(cfg.Limit, r.limit*2)
 	}
 }
 
@@ -108,6 +152,10 @@ func (r *pollReader) Read(ctx context.Context) (mapping.ReadResult, error) {
 	if r.ended {
 		return mapping.ReadResult{MillisBehind: -1}, mapping.ErrShardClosed
 	}
+	if !r.returned.IsZero() {
+		r.adapt(time.Since(r.returned))
+		r.returned = time.Time{}
+	}
 	// A closed shard is read at full speed: it ends soon.
 	if !r.eager && !r.shard.Closed {
 		if err := sleep(ctx, r.src.cfg.PollInterval); err != nil {
@@ -128,8 +176,9 @@ func (r *pollReader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		}
 		out, err := r.src.api.GetRecords(ctx, &kinesis.GetRecordsInput{
 			ShardIterator: r.iter,
-			Limit:         aws.Int32(r.src.cfg.Limit),
+			Limit:         aws.Int32(r.limit),
 		}, sdkRetries, r.proto.use)
+		r.took = time.Since(r.polled)
 		if err != nil {
 			if err := r.recover(ctx, err); err != nil {
 				return mapping.ReadResult{MillisBehind: -1}, err
@@ -193,7 +242,9 @@ func (r *pollReader) result(out *kinesis.GetRecordsOutput) (mapping.ReadResult, 
 	}
 	if n := len(res.Records); n > 0 {
 		r.lastSeq = res.Records[n-1].Seq
+		r.returned = time.Now()
 	}
+	r.full = len(res.Records) >= int(r.limit)
 	r.eager = len(res.Records) > 0 || res.MillisBehind > 0
 	r.iter = out.NextShardIterator
 	if r.iter == nil {

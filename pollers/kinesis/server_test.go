@@ -135,8 +135,8 @@ func checkRecords(t testing.TB, streamARN, shard string, got []event.Record, wan
 	}
 	for i := range min(len(got), len(want)) {
 		var rec events.KinesisEventRecord
-		if err := json.Unmarshal(got[i].JSON, &rec); err != nil {
-			t.Fatalf("record %d: %v: %s", i, err, got[i].JSON)
+		if err := json.Unmarshal(got[i].AppendJSON(nil), &rec); err != nil {
+			t.Fatalf("record %d: %v: %s", i, err, got[i].AppendJSON(nil))
 		}
 		arrival := rec.Kinesis.ApproximateArrivalTimestamp.Round(time.Millisecond) // float seconds
 		if time.Since(arrival).Abs() > 10*time.Minute || !arrival.Equal(got[i].Arrival.Truncate(time.Millisecond)) {

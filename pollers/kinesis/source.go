@@ -52,8 +52,13 @@ type Config struct {
 	// PollInterval is how long an idle shard waits before its next
 	// GetRecords; DefaultPollInterval when zero.
 	PollInterval time.Duration
-	// Limit is the GetRecords Limit; DefaultLimit when zero.
+	// Limit is the largest GetRecords Limit; DefaultLimit when zero.
 	Limit int32
+	// MinLimit is the least Limit a reader adapts down to; Limit when zero
+	// or above it, and then the Limit is fixed. Set it to what the lanes
+	// take at once, BatchSize x ParallelizationFactor, so that adapting
+	// never makes a batch smaller. See pollReader.adapt.
+	MinLimit int32
 	// MinPollGap is the least time between the starts of two GetRecords
 	// calls of one reader, even while it catches up: DefaultMinPollGap when
 	// zero, none when negative (for emulators without Kinesis's limits).
@@ -130,6 +135,9 @@ func New(client API, cfg Config) (*Source, error) {
 	}
 	if cfg.Limit > DefaultLimit {
 		return nil, fmt.Errorf("kinesis: limit %d above %d", cfg.Limit, DefaultLimit)
+	}
+	if cfg.MinLimit <= 0 || cfg.MinLimit > cfg.Limit {
+		cfg.MinLimit = cfg.Limit
 	}
 	if cfg.Encoder == nil {
 		cfg.Encoder = event.NewKinesisEncoder(region, cfg.StreamARN, "")

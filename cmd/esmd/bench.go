@@ -28,7 +28,9 @@ throughput, latency, retries, bisects, failure records, duplicates and order
 violations. The function and the mapping's settings come from FILE (the
 first enabled mapping, or --mapping); without FILE, --url names an HTTP
 function. A generator mapping keeps its generator; any other source is
-replaced by one. Flags override what the file says.
+replaced by one of its shape (an SQS standard queue by a shape=sqs
+generator, whose messages still run through the stream engine). Flags
+override what the file says.
 `
 
 // benchOptions are esmd bench's command line.
@@ -73,6 +75,14 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool)
 	fs.IntVar(&o.spec.Size, "size", 0, "record data `bytes` (default: the generator's, else 100)")
 	fs.DurationVar(&o.spec.Duration, "duration", 0, "generate for this long instead of a record count")
 	fs.Int64Var(&o.spec.Seed, "seed", 0, "generator and fault seed (default: the generator's, else 1)")
+	fs.Func("shape", "event `SHAPE`: kinesis, dynamodb or sqs (default: the generator's, else the source's)", func(v string) error {
+		k := event.Kind(v)
+		if k != event.Kinesis && k != event.DynamoDB && k != event.SQS {
+			return fmt.Errorf("%q is not kinesis, dynamodb or sqs", v)
+		}
+		o.spec.Shape = k
+		return nil
+	})
 	fs.Float64Var(&o.faults.Poison, "poison", 0, "`fraction` of records that are poison: a batch holding one fails")
 	fs.Float64Var(&o.faults.Throttle, "throttle", 0, "`fraction` of invocations answered as throttled")
 	slow := fs.String("slow", "", "`FRACTION:DELAY` of invocations delayed, e.g. 0.1:200ms")
@@ -259,8 +269,11 @@ func pickMapping(cfg *config.Config, name string) (config.Settings, error) {
 	for i := range cfg.Mappings {
 		s := cfg.Mappings[i].Settings()
 		if (name == "" && s.Enabled) || s.Name == name {
-			if !s.Source.IsStream() {
-				return s, fmt.Errorf("mapping %s: esmd bench drives stream mappings only", s.Name)
+			if s.Source.FIFO {
+				return s, fmt.Errorf("mapping %s: esmd bench does not generate SQS FIFO messages; bench a standard queue or a generator mapping", s.Name)
+			}
+			if !s.Source.IsStream() && s.Source.Kind != config.SourceSQS {
+				return s, fmt.Errorf("mapping %s: esmd bench drives stream and SQS standard queue mappings only", s.Name)
 			}
 			return s, nil
 		}
@@ -282,8 +295,13 @@ func benchSpec(s config.Settings, o *benchOptions) generator.Spec {
 		}
 	} else if s.Source.Kind == config.SourceDynamoDB {
 		spec.Shape = event.DynamoDB
+	} else if s.Source.Kind == config.SourceSQS {
+		spec.Shape = event.SQS
 	}
 	ov := o.spec
+	if ov.Shape != "" {
+		spec.Shape = ov.Shape
+	}
 	if o.records > 0 {
 		spec.Count, spec.Duration = o.records, 0
 	}

@@ -235,6 +235,7 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"--url", "http://x", "--sweep", "Colour=1"}, "PARAM one of BatchSize"},
 		{[]string{"--url", "http://x", "--sweep", "BatchSize=a"}, `"a" is not a whole number`},
 		{[]string{"--url", "http://x", "extra"}, `unexpected argument "extra"`},
+		{[]string{"--url", "http://x", "--shape", "sns"}, `"sns" is not kinesis, dynamodb or sqs`},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -391,5 +392,112 @@ func TestHistogramQuantiles(t *testing.T) {
 	var empty hist
 	if empty.quantile(0.5) != 0 {
 		t.Error("an empty histogram has a median")
+	}
+}
+
+// TestBenchSQSShape benches SQS-shaped generators against the example
+// handler, which reads the records from the messages' bodies: the records
+// and duplicates the report counts are those the handler counted, and the
+// poison records are exactly the failed ones. The generator is asked for
+// with --shape, named by a config file's generator URL, or replaces an SQS
+// standard queue mapping's source.
+func TestBenchSQSShape(t *testing.T) {
+	cases := []struct {
+		name  string
+		yaml  string // the mapping; "" benches --url
+		args  []string
+		count int64
+		batch int
+	}{
+		{"--shape sqs", "", []string{"--shape", "sqs", "--records", "6000", "--shards", "2", "--keys", "100", "--seed", "8",
+			"--poison", "0.002", "--duplicate", "0.05", "--throttle", "0.02"}, 6000, 100},
+		{"generator URL", `  - EventSourceArn: generator://jobs?shape=sqs&shards=3&keys=50&count=3000&seed=2
+    FunctionName: fn
+    BatchSize: 40
+    BisectBatchOnFunctionError: true
+    MaximumRetryAttempts: 1
+    esmd: {retryBackoff: {initial: 1ms, max: 10ms}}
+`, []string{"--duplicate", "0.05", "--poison", "0.003"}, 3000, 40},
+		{"SQS queue mapping", `  - EventSourceArn: arn:aws:sqs:us-east-1:123456789012:jobs
+    FunctionName: fn
+    BatchSize: 10
+    esmd: {retryBackoff: {initial: 1ms, max: 10ms}}
+`, []string{"--records", "2000", "--duplicate", "0.1"}, 2000, 10},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &counter.Handler{}
+			srv := httptest.NewServer(h)
+			defer srv.Close()
+			args := append([]string{"--url", srv.URL}, tc.args...)
+			if tc.yaml != "" {
+				cfgPath := filepath.Join(t.TempDir(), "esmd.yaml")
+				yaml := "functions:\n  fn:\n    http: {url: \"" + srv.URL + "/\"}\nmappings:\n" + tc.yaml
+				if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append([]string{"-c", cfgPath}, tc.args...)
+			}
+			code, out, errOut := runBench(t, append(args, "--json")...)
+			if code != exitOK {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			var rep benchReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("report %s: %v", out, err)
+			}
+			hs := h.Stats()
+			poison := poisonOf(t, rep.Generator)
+			failed := slices.Clone(rep.FailedSeqs)
+			slices.Sort(failed)
+			checks := []struct {
+				name      string
+				got, want any
+			}{
+				{"shape", strings.Contains(rep.Generator, "shape=sqs"), true},
+				{"complete", rep.Complete, true},
+				{"batch size", rep.BatchSize, tc.batch},
+				{"every poison record, and nothing else, failed", failed, poison},
+				{"records that succeeded", rep.Records, tc.count - int64(len(poison))},
+				{"records the handler saw", rep.Delivered, hs.Records},
+				{"duplicates the handler saw", rep.Duplicates, hs.Duplicates},
+				// esmd bench fails a batch with a poison record without
+				// invoking the handler.
+				{"distinct records the handler saw", rep.Records, hs.Unique},
+				{"order violations", rep.OrderViolations, int64(0)},
+				{"records that succeeded twice", rep.SucceededAgain, int64(0)},
+				{"unparsed by esmd", rep.Unparsed, int64(0)},
+				{"unparsed by the handler", hs.Unparsed, int64(0)},
+			}
+			for _, c := range checks {
+				if !cmpEqual(c.got, c.want) {
+					t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+				}
+			}
+			if rep.InjectedDup == 0 || rep.Duplicates == 0 {
+				t.Errorf("no duplicates were injected: report %+v", rep)
+			}
+			if slices.Contains(tc.args, "--poison") && (len(poison) == 0 || rep.FailedRecords != int64(len(poison))) {
+				t.Errorf("%d poison records, %d failed", len(poison), rep.FailedRecords)
+			}
+		})
+	}
+}
+
+func TestBenchRefusesFIFO(t *testing.T) {
+	cfgPath := filepath.Join(t.TempDir(), "esmd.yaml")
+	yaml := `functions:
+  fn:
+    http: {url: "http://127.0.0.1:1/"}
+mappings:
+  - EventSourceArn: arn:aws:sqs:us-east-1:123456789012:jobs.fifo
+    FunctionName: fn
+`
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runBench(t, "-c", cfgPath, "--records", "10")
+	if code != exitFailure || !strings.Contains(errOut, "does not generate SQS FIFO messages") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
 }

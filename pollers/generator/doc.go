@@ -28,7 +28,25 @@
 // so that a handler can detect duplicates, order violations and end-to-end
 // latency; ParseData reads it back. Records are Kinesis-shaped by default
 // (encoded with event.KinesisEncoder for the stream ARN
-// arn:aws:kinesis:us-east-1:000000000000:stream/NAME), or DynamoDB-shaped
+// arn:aws:kinesis:us-east-1:000000000000:stream/NAME), DynamoDB-shaped
 // with shape=dynamodb (an INSERT whose NewImage holds the data as the string
-// attribute "data").
+// attribute "data"), or SQS-shaped with shape=sqs.
+//
+// With shape=sqs each record is a message as a standard queue
+// (arn:aws:sqs:us-east-1:000000000000:NAME) delivers it the first time,
+// encoded with event.SQSEncoder: its body is the data (base64-encoded for
+// payload=random, since a body must be text), md5OfBody the body's MD5,
+// the attributes ApproximateReceiveCount "1", SentTimestamp and
+// ApproximateFirstReceiveTimestamp (the generation time in epoch
+// milliseconds) and SenderId AIDAESMDGENERATOR, and no message attributes.
+// The messageId is a UUID drawn from the seed, the shard and the record, so
+// runs reproduce it and no two records share it. The messages still go
+// through the stream engine (batches per shard, lanes by partition key,
+// retries, bisect, checkpoints), so an SQS batch handler sees SQS events
+// under stream rules: a partial batch response names failed messages by
+// messageId (the Record's ID), and the batch is retried from the lowest one
+// named, as Lambda does for streams. Lambda has no on-failure destination
+// for SQS, so there is no AWS shape for their failure records: they keep the
+// stream engine's KinesisBatchInfo form, with the generator's shard and
+// sequence numbers and the queue ARN as the stream ARN.
 package generator

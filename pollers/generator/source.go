@@ -450,7 +450,10 @@ const SenderID = "AIDAESMDGENERATOR"
 // itemIdentifier of a partial batch response for SQS), Seq the generator's
 // sequence number (checkpoints and failure records), Key the partition key
 // (lanes keep per-key order), Arrival the generation time, and Receipt is
-// empty, since there is no queue to delete from.
+// empty, since there is no queue to delete from. Failure records of these
+// records keep the stream engine's KinesisBatchInfo form with the shard and
+// sequence numbers: Lambda has no on-failure destination for SQS queues, so
+// there is no AWS shape to follow.
 func (s *Source) encodeSQS(sh *shardPlan, j int64, key int, seq string, data []byte, at time.Time) event.Record {
 	body := string(data)
 	if s.spec.Payload == PayloadRandom {

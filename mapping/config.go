@@ -16,7 +16,8 @@ type Config struct {
 	Name string
 	// UUID is the mapping's stable identifier.
 	UUID string
-	// Kind is the source type: event.Kinesis or event.DynamoDB.
+	// Kind is the source type: event.Kinesis or event.DynamoDB, or event.SQS
+	// for SQS-shaped generated records (the SQS runner has its own).
 	Kind event.Kind
 	// SourceARN is the stream ARN, written into failure records.
 	SourceARN string

@@ -149,7 +149,7 @@ func (l *lane) shift(n int) {
 type span struct {
 	recs     []event.Record
 	attempts int // function errors (and partial failures) counted against MaximumRetryAttempts
-	invokes  int // invocations of exactly these records
+	invokes  int // invocations of the span that held these records
 	last     outcome
 }
 
@@ -216,8 +216,9 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 				l.log.Warn("function reported failed records", "failed_from", s.recs[k].Seq, "resolved", k, "retrying", len(s.recs)-k)
 				resolve(k)
 				s.recs = s.recs[k:]
+				// The records left were in every invocation of the
+				// span so far: s.invokes still counts them.
 				s.attempts++
-				s.invokes = 0
 				if r.exhausted(s.attempts) {
 					if !l.giveUp(ctx, s.recs, event.RetryAttemptsExhausted, s) {
 						return resolved, true

@@ -290,6 +290,34 @@ func TestPartialBatchResponseResumesAtLowestFailure(t *testing.T) {
 	}
 }
 
+// TestPartialFailureUntilExhausted checks the failure record of records
+// that a function keeps reporting failed: it counts every invocation that
+// held them, not only those since the last partial success.
+func TestPartialFailureUntilExhausted(t *testing.T) {
+	s := fakes.NewStream(1)
+	var seqs []string
+	for i := 0; i < 6; i++ {
+		seqs = append(seqs, s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i))))
+	}
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		return &mapping.Response{StatusCode: 200, Body: []byte(fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q}]}`, seqs[3]))}, nil
+	}}
+	cfg := baseConfig()
+	cfg.ReportBatchItemFailures = true
+	cfg.MaxRetryAttempts = 2
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
+	h.drain()
+	if n := len(fn.Invocations()); n != 3 {
+		t.Fatalf("%d invocations, want 3 (1 + MaximumRetryAttempts 2)", n)
+	}
+	f := h.dest.Got()[0]
+	if f.BatchSize != 3 || f.StartSeq != seqs[3] || f.EndSeq != seqs[5] || f.ApproximateInvokeCount != 3 || f.Condition != event.RetryAttemptsExhausted {
+		t.Fatalf("failure record: batchSize %d, %s..%s, invokes %d, %s; want 3, r3..r5, 3, RetryAttemptsExhausted",
+			f.BatchSize, f.StartSeq, f.EndSeq, f.ApproximateInvokeCount, f.Condition)
+	}
+}
+
 func TestMalformedPartialResponseFailsWholeBatch(t *testing.T) {
 	s := fakes.NewStream(1)
 	for i := 0; i < 4; i++ {

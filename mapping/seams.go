@@ -71,7 +71,8 @@ type Invoker interface {
 
 // Destination delivers the record of a batch esmd gave up on. Send blocks
 // until the record is durably delivered or fails; the engine retries
-// failures. Implementations are safe for concurrent use.
+// failures. Implementations are safe for concurrent use. f.Records points
+// into the engine's buffers: it may be read during Send only, never kept.
 type Destination interface {
 	Send(ctx context.Context, f *event.Failure) error
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -194,6 +195,11 @@ mappings:
 		}
 		n, _ := s.count(t)
 		e.stop()
+		if prof != nil {
+			if b, err := os.ReadFile(e.log); err == nil {
+				_ = os.WriteFile(filepath.Join(profDir, "esmd.log"), b, 0o644)
+			}
+		}
 		if !ok || n-before != kinesisRecords {
 			t.Fatalf("esmd delivered %d of %d records", n-before, kinesisRecords)
 		}

@@ -646,3 +646,84 @@ func TestNew(t *testing.T) {
 		})
 	}
 }
+
+// TestReaderAdaptsLimit drives a reader through GetRecords calls that take
+// a given time, each followed by a consumer that comes back after a given
+// time, and checks the Limit of each call.
+func TestReaderAdaptsLimit(t *testing.T) {
+	const ms = time.Millisecond
+	type step struct {
+		want  int32         // the call's Limit
+		took  time.Duration // how long the call takes
+		short bool          // it returns fewer records than its Limit
+		away  time.Duration // then the consumer comes back after this
+		// why the next Limit is what it is
+		why string
+	}
+	tests := []struct {
+		name     string
+		minLimit int32
+		steps    []step
+	}{
+		{"adapts between MinLimit and Limit", 3000, []step{
+			{want: 3000, took: 10 * ms, why: "full, quick, consumer back at once: grow"},
+			{want: 6000, took: 10 * ms, why: "grow, up to Limit"},
+			{want: 10000, took: 500 * ms, why: "the call took over two turns: shrink"},
+			{want: 7500, took: 10 * ms, away: 300 * ms, why: "the consumer kept the reader waiting: shrink"},
+			{want: 5625, took: 10 * ms, away: 100 * ms, why: "consumer neither slow nor at once: hold"},
+			{want: 5625, took: 300 * ms, why: "a call over one turn does not grow"},
+			{want: 5625, away: time.Second, why: "slow consumer"},
+			{want: 4218, away: time.Second, why: "slow consumer"},
+			{want: 3163, away: time.Second, why: "slow consumer, down to MinLimit"},
+			{want: 3000, short: true, why: "not full: no growth"},
+			{want: 3000},
+		}},
+		{"fixed without MinLimit", 0, []step{
+			{want: 10000, took: 10 * ms},
+			{want: 10000, took: time.Second, away: time.Second},
+			{want: 10000},
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				api := &fakeAPI{t: t}
+				api.iter("it")
+				next := 0
+				for _, st := range tc.steps {
+					api.records = append(api.records, func(in *kinesis.GetRecordsInput) (*kinesis.GetRecordsOutput, error) {
+						time.Sleep(st.took)
+						n := int(aws.ToInt32(in.Limit))
+						if st.short {
+							n /= 2
+						}
+						out := &kinesis.GetRecordsOutput{MillisBehindLatest: aws.Int64(0), NextShardIterator: aws.String("it")}
+						for range n {
+							next++
+							out.Records = append(out.Records, types.Record{SequenceNumber: aws.String(strconv.Itoa(next)),
+								PartitionKey: aws.String("k"), Data: []byte("d"), ApproximateArrivalTimestamp: aws.Time(time.Unix(1700000000, 0))})
+						}
+						return out, nil
+					})
+				}
+				s, err := New(api, Config{StreamARN: testARN, PollInterval: time.Second, MinPollGap: -1, MinLimit: tc.minLimit})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := s.Open(t.Context(), event.Shard{ID: "shardId-000000000000"}, event.Start{Type: event.TrimHorizon})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, st := range tc.steps {
+					if _, err := r.Read(t.Context()); err != nil {
+						t.Fatalf("read %d: %v", i, err)
+					}
+					if got := aws.ToInt32(api.recIn[i].Limit); got != st.want {
+						t.Errorf("read %d: Limit %d, want %d (after: %s)", i, got, st.want, tc.steps[max(i-1, 0)].why)
+					}
+					time.Sleep(st.away)
+				}
+			})
+		})
+	}
+}

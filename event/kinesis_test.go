@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"flag"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -225,5 +227,26 @@ func BenchmarkKinesisEncode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = enc.Encode("shardId-000000000000", "partition-key-1", "49590338271490256608559692538361571095921575989136588898", data, now)
+	}
+}
+
+// TestAppendEpochSecondsMatchesFloatFormat checks the integer formatting
+// against strconv's shortest float formatting, which it replaces.
+func TestAppendEpochSecondsMatchesFloatFormat(t *testing.T) {
+	check := func(ms int64) {
+		t.Helper()
+		want := strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64)
+		if got := string(AppendEpochSeconds(nil, time.UnixMilli(ms))); got != want {
+			t.Fatalf("ms %d: %s, want %s", ms, got, want)
+		}
+	}
+	for _, ms := range []int64{0, 1, 10, 100, 999, 1000, 1001, 1010, 1100, 1545084650987, 1545084650900, 1545084650000,
+		-1, -1000, -1545084650987, 1e15 - 1, 1e15, 1<<53 - 1, 1 << 53, 253402300799999} {
+		check(ms)
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	for range 200000 {
+		check(rng.Int64N(4102444800000)) // to 2100
+		check(rng.Int64N(1e15))          // to where the float path takes over
 	}
 }

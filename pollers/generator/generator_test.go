@@ -104,8 +104,8 @@ func readAll(t *testing.T, s *Source, sh string, start event.Start) []event.Reco
 func kinesisRecord(t *testing.T, r event.Record) events.KinesisEventRecord {
 	t.Helper()
 	var kr events.KinesisEventRecord
-	if err := json.Unmarshal(r.JSON, &kr); err != nil {
-		t.Fatalf("record JSON %s: %v", r.JSON, err)
+	if err := json.Unmarshal(r.AppendJSON(nil), &kr); err != nil {
+		t.Fatalf("record JSON %s: %v", r.AppendJSON(nil), err)
 	}
 	return kr
 }
@@ -133,10 +133,14 @@ func TestShardsKeysAndSequences(t *testing.T) {
 			kr := kinesisRecord(t, r)
 			k := kr.Kinesis
 			if k.PartitionKey != r.Key || k.SequenceNumber != r.Seq || kr.EventSourceArn != "arn:aws:kinesis:us-east-1:000000000000:stream/gen" {
-				t.Fatalf("record %+v does not match its JSON %s", r, r.JSON)
+				t.Fatalf("record %+v does not match its JSON %s", r, r.AppendJSON(nil))
 			}
 			if kr.EventID != sh.ID+":"+r.Seq {
 				t.Fatalf("eventID %q", kr.EventID)
+			}
+			// Records share a buffer: none may grow into the next.
+			if cap(r.JSON) != len(r.JSON) || cap(r.Tail) != len(r.Tail) {
+				t.Fatalf("record JSON cap %d len %d, tail cap %d len %d", cap(r.JSON), len(r.JSON), cap(r.Tail), len(r.Tail))
 			}
 			// The key hashes into this shard's third of the 128-bit range.
 			sum := md5.Sum([]byte(r.Key))

@@ -39,6 +39,7 @@ type Source struct {
 	shards   []*shardPlan
 	list     []event.Shard
 	keyNames []string
+	maxKey   int      // the longest key name
 	ddbKeys  [][]byte // typed-JSON Keys per key, for shape=dynamodb
 	pad      []byte   // seeded padding and random payload pool
 	kenc     *event.KinesisEncoder
@@ -108,6 +109,7 @@ func New(cfg Config) (*Source, error) {
 	for k := range s.keyNames {
 		name := "key-" + strconv.Itoa(k)
 		s.keyNames[k] = name
+		s.maxKey = max(s.maxKey, len(name))
 		sum := md5.Sum([]byte(name))
 		hi, _ := bits.Mul64(binary.BigEndian.Uint64(sum[:8]), uint64(sp.Shards))
 		sh := s.shards[hi]
@@ -368,6 +370,13 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 	}
 	seqs := string(r.seqs)
 	w := len(seqs) / n
+	// Kinesis-shaped records share one buffer, and their common tail.
+	var buf []byte
+	var at []int
+	if s.kenc != nil {
+		buf = make([]byte, 0, n*(s.kenc.Size(sh.id, "", "", base64.StdEncoding.EncodedLen(s.spec.Size))-len(s.kenc.Tail())+2*w+s.maxKey))
+		at = make([]int, n+1)
+	}
 	for i := range recs {
 		j := r.next
 		r.next++
@@ -383,11 +392,21 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 		r.data = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, poison, seq)
 		switch {
 		case s.kenc != nil:
-			recs[i] = s.kenc.Encode(sh.id, s.keyNames[key], seq, r.data, arrival)
+			at[i] = len(buf)
+			buf = s.kenc.AppendHead(buf, sh.id, s.keyNames[key], seq, r.data, arrival)
+			recs[i] = event.Record{Key: s.keyNames[key], Seq: seq, ID: seq, Arrival: arrival}
 		case s.senc != nil:
 			recs[i] = s.encodeSQS(sh, j, key, seq, r.data, arrival)
 		default:
 			recs[i] = s.encodeDynamoDB(key, seq, r.data, arrival)
+		}
+	}
+	if s.kenc != nil {
+		// buf may have grown: the offsets hold for its final array.
+		at[n] = len(buf)
+		tail := s.kenc.Tail()
+		for i := range recs {
+			recs[i].JSON, recs[i].Tail = buf[at[i]:at[i+1]:at[i+1]], tail
 		}
 	}
 	s.generated.Add(int64(n))

@@ -252,7 +252,10 @@ func TestBadInputDynamoDBEveryType(t *testing.T) {
 	dir := t.TempDir()
 	startESMD(t, dir, baseYAML(fmt.Sprintf("    dynamodb: %s\n    dynamodbstreams: %s\n", moto, moto), dir, s.srv.URL, "")+
 		mappingYAML(arn, "StartingPosition: TRIM_HORIZON\nesmd: {pollInterval: 50ms}"))
-	waitFor(t, 30*time.Second, "the item", func() bool {
+	// moto serves the parallel crash tests' thousands of writes too: its
+	// DescribeStream once took 29 s here. The test is about the item's
+	// types, not speed.
+	waitFor(t, 2*time.Minute, "the item", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return img != nil

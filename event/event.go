@@ -43,14 +43,31 @@ type Record struct {
 	Tail []byte
 	// Receipt is the SQS receipt handle; empty for streams.
 	Receipt string
+
+	// kinesis, when set, writes the record's JSON when it is asked for,
+	// from data and the fields above: JSON and Tail are then empty. See
+	// KinesisShard.
+	kinesis *KinesisShard
+	data    []byte // the base64 data, for kinesis
+	size    int    // the JSON's length, for kinesis
 }
 
 // Size is the length of the record's JSON.
-func (r *Record) Size() int { return len(r.JSON) + len(r.Tail) }
+func (r *Record) Size() int {
+	if r.kinesis != nil {
+		return r.size
+	}
+	return len(r.JSON) + len(r.Tail)
+}
 
 // AppendJSON appends the record's JSON to dst and returns the extended
-// slice.
-func (r *Record) AppendJSON(dst []byte) []byte { return append(append(dst, r.JSON...), r.Tail...) }
+// slice. Read a record's JSON with it: the JSON field may not hold it all.
+func (r *Record) AppendJSON(dst []byte) []byte {
+	if r.kinesis != nil {
+		return r.kinesis.append(dst, r)
+	}
+	return append(append(dst, r.JSON...), r.Tail...)
+}
 
 // Shard is one shard of a stream, with its lineage. For SQS, a virtual shard
 // names one poller.

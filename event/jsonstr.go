@@ -6,6 +6,25 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// plainString reports that appendString writes s as it is, between quotes.
+func plainString(s string) bool {
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			if b < 0x20 || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
 // appendString appends s to dst as a JSON string, escaped as encoding/json
 // escapes it (including <, > and &, and with invalid UTF-8 replaced by
 // U+FFFD), so that encoders agree byte for byte with json.Marshal.

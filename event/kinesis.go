@@ -61,6 +61,53 @@ func (e *KinesisEncoder) AppendHead(dst []byte, shardID, partitionKey, seq strin
 	return e.appendID(dst, shardID, seq, arrival)
 }
 
+// KinesisShard makes records of one shard that keep their data in base64,
+// as GetRecords sent it, and write their Lambda JSON only when a batch is
+// built. Such a record holds only what varies from record to record, in
+// the memory of the response it came in, rather than a copy of its whole
+// JSON. It is safe for concurrent use.
+type KinesisShard struct {
+	enc     *KinesisEncoder
+	shardID string
+	fixed   int // the JSON's bytes besides key, sequence number, data and arrival
+}
+
+// Shard returns a KinesisShard for the records of shardID.
+func (e *KinesisEncoder) Shard(shardID string) *KinesisShard {
+	k := &KinesisShard{enc: e, shardID: shardID}
+	k.fixed = len(k.append(nil, &Record{})) - len(AppendEpochSeconds(nil, time.Time{}))
+	return k
+}
+
+// Record returns the record of a Kinesis record whose data is dataBase64,
+// valid standard base64. The record keeps partitionKey, seq and dataBase64
+// as they are: they must never change. A key that JSON must escape is
+// written into the record at once instead.
+func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arrival time.Time) Record {
+	r := Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival}
+	if !plainString(partitionKey) {
+		r.JSON, _, _ = k.enc.AppendBase64(nil, k.shardID, partitionKey, seq, dataBase64, arrival)
+		r.JSON = r.JSON[:len(r.JSON):len(r.JSON)]
+		r.Tail = k.enc.Tail()
+		return r
+	}
+	r.kinesis, r.data = k, dataBase64
+	r.size = k.fixed + len(partitionKey) + 2*len(seq) + len(dataBase64) + epochSecondsLen(arrival)
+	return r
+}
+
+// append writes r's JSON.
+func (k *KinesisShard) append(dst []byte, r *Record) []byte {
+	dst, _, _ = k.enc.AppendBase64(dst, k.shardID, r.Key, r.Seq, r.data, r.Arrival)
+	return append(dst, k.enc.rest...)
+}
+
+// epochSecondsLen is the length of AppendEpochSeconds(nil, t).
+func epochSecondsLen(t time.Time) int {
+	var b [32]byte
+	return len(AppendEpochSeconds(b[:0], t))
+}
+
 // Tail is the end of every record's JSON after eventID, for records that
 // AppendHead or AppendBase64 wrote. It must not be written to.
 func (e *KinesisEncoder) Tail() []byte { return e.rest[:len(e.rest):len(e.rest)] }

@@ -250,3 +250,44 @@ func TestAppendEpochSecondsMatchesFloatFormat(t *testing.T) {
 		check(rng.Int64N(1e15))          // to where the float path takes over
 	}
 }
+
+// TestKinesisShardRecordMatchesEncode checks that records written on
+// demand from their base64 data are, byte for byte and in size, the
+// records Encode writes.
+func TestKinesisShardRecordMatchesEncode(t *testing.T) {
+	enc := NewKinesisEncoder("us-east-1", "arn:aws:kinesis:us-east-1:123456789012:stream/s<&>", "arn:aws:iam::123456789012:role/r")
+	tests := []struct {
+		name, shard, key, seq string
+		data                  []byte
+		arrival               time.Time
+	}{
+		{"plain", "shardId-000000000000", "customer-1", "49590338271490256608559692538361571095921575989136588898", []byte(`{"order":1}`), time.UnixMilli(1545084650987)},
+		{"whole second", "shardId-000000000001", "k", "1", []byte{0, 1, 2, 255}, time.UnixMilli(1545084650000)},
+		{"tenths", "shardId-000000000001", "k", "12", []byte("x"), time.UnixMilli(1545084650100)},
+		{"no data", "shardId-000000000001", "k", "13", nil, time.UnixMilli(1)},
+		{"zero time", "shardId-000000000001", "k", "14", []byte("y"), time.Time{}},
+		{"unicode key", "shardId-000000000002", "clé-日本", "15", []byte("z"), time.UnixMilli(1700000000123)},
+		{"key to escape", "shardId-000000000002", `a"b<c>&d`, "16", []byte("z"), time.UnixMilli(1700000000123)},
+		{"line separator in key", "shardId-000000000002", "a\u2028b", "17", []byte("z"), time.UnixMilli(1700000000123)},
+		{"invalid UTF-8 in key", "shardId-000000000002", "a\xffb", "18", []byte("z"), time.UnixMilli(1700000000123)},
+		{"shard to escape", "shard<1>", "k", "19", []byte("z"), time.UnixMilli(1700000000123)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := enc.Encode(tc.shard, tc.key, tc.seq, tc.data, tc.arrival)
+			got := enc.Shard(tc.shard).Record(tc.key, tc.seq, []byte(base64.StdEncoding.EncodeToString(tc.data)), tc.arrival)
+			if js := string(got.AppendJSON(nil)); js != string(want.JSON) {
+				t.Fatalf("got  %s\nwant %s", js, want.JSON)
+			}
+			if got.Size() != len(want.JSON) {
+				t.Fatalf("Size %d, want %d", got.Size(), len(want.JSON))
+			}
+			if got.Key != tc.key || got.Seq != tc.seq || got.ID != tc.seq || !got.Arrival.Equal(tc.arrival) {
+				t.Fatalf("record %+v", got)
+			}
+			if ev := AppendEvent(nil, []Record{got, got}); len(ev) != EventSize([]Record{got, got}) {
+				t.Fatalf("event of %d bytes, EventSize %d", len(ev), EventSize([]Record{got, got}))
+			}
+		})
+	}
+}

@@ -18,15 +18,17 @@ import (
 )
 
 // recordsProtocol decodes a successful GetRecords response straight into
-// Lambda's JSON, and leaves every other response to the client's own
-// protocol.
+// records that write Lambda's JSON from the response's own bytes, and
+// leaves every other response to the client's own protocol.
 //
 // The SDK would decode each record into a types.Record (the data from
 // base64, the key and sequence number into strings, the arrival time
 // through math/big) only for the reader to encode it again, with the data
 // back in base64: about half of a reader's CPU and most of its garbage. Both
 // Kinesis and Lambda carry the data as standard base64, so the bytes pass
-// through as they are, after a check that they are valid base64.
+// through as they are, after a check that they are valid base64; a record
+// keeps them, with its key and sequence number, in the response body, and
+// writes its JSON only when a batch is built.
 //
 // A response in any other shape (child shards at a shard's end, a null,
 // an unknown field, an escaped string, bad base64) is decoded by the client's
@@ -37,10 +39,11 @@ import (
 type recordsProtocol struct {
 	smithyhttp.ClientProtocol // the client's own, for everything else
 
-	enc   *event.KinesisEncoder
-	shard string
+	enc    *event.KinesisEncoder
+	shard  string
+	kshard *event.KinesisShard // made on first use
 
-	body  []byte       // the response body, reused from call to call
+	body  []byte       // the response body, until records keep it
 	spans []recordSpan // the records of one response, reused
 	recs  []event.Record
 	ok    bool // recs holds the last response's records
@@ -86,8 +89,10 @@ func (p *recordsProtocol) DeserializeResponse(ctx context.Context, schema *smith
 	return nil
 }
 
-// readBody reads the whole body into p.body. A buffer far larger than the
-// response is let go, so that one burst does not pin its memory.
+// readBody reads the whole body into p.body, a buffer of its own unless
+// the last response went to the SDK: the records of a response keep its
+// body. A buffer far larger than the response is let go, so that one
+// burst does not pin its memory.
 func (p *recordsProtocol) readBody(resp *smithyhttp.Response) ([]byte, error) {
 	want := int(resp.ContentLength)
 	if want < 0 || want > 64<<20 {
@@ -135,7 +140,7 @@ func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error
 	p.spans = p.spans[:0]
 	var next *string
 	var behind *int64
-	size, sawRecords := 0, false
+	sawRecords := false
 	if !sc.byte('{') {
 		return errUnusual
 	}
@@ -156,11 +161,9 @@ func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error
 				return errUnusual
 			}
 			sawRecords = true
-			n, err := p.scanRecords(&sc)
-			if err != nil {
+			if err := p.scanRecords(&sc); err != nil {
 				return err
 			}
-			size += n
 		case "NextShardIterator":
 			if sc.null() {
 				continue
@@ -199,30 +202,29 @@ func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error
 		return errUnusual
 	}
 	o.NextShardIterator, o.MillisBehindLatest, o.Records = next, behind, nil
-	p.recs, p.ok = p.encode(body, size), true
+	p.recs, p.ok = p.records(body), true
+	// The records own the body now.
+	p.body = nil
 	return nil
 }
 
-// scanRecords reads the Records array into p.spans and returns the bytes
-// their JSON needs, about.
-func (p *recordsProtocol) scanRecords(sc *scanner) (int, error) {
+// scanRecords reads the Records array into p.spans.
+func (p *recordsProtocol) scanRecords(sc *scanner) error {
 	if !sc.byte('[') {
-		return 0, errUnusual
+		return errUnusual
 	}
-	size := 0
 	for first := true; ; first = false {
 		if sc.byte(']') {
-			return size, nil
+			return nil
 		}
 		if !first && !sc.byte(',') {
-			return 0, errUnusual
+			return errUnusual
 		}
 		r, err := scanRecord(sc)
 		if err != nil {
-			return 0, err
+			return err
 		}
 		p.spans = append(p.spans, r)
-		size += p.enc.Size(p.shard, "", "", 0) - len(p.enc.Tail()) + (r.key.to - r.key.from) + 2*(r.seq.to-r.seq.from) + (r.data.to - r.data.from)
 	}
 }
 
@@ -298,45 +300,22 @@ func epochSeconds(f float64) time.Time {
 	return time.UnixMilli(int64(f * 1000)).UTC()
 }
 
-// encode writes the records of p.spans into one buffer of about size
-// bytes. The records' keys and sequence numbers are strings over that same
-// buffer, which is never written again: a poll costs three allocations, not
-// several per record. The fields after eventID, the same for every record,
-// are held once, as the records' Tail.
-func (p *recordsProtocol) encode(body []byte, size int) []event.Record {
+// records makes the records of p.spans. They keep their key, sequence
+// number and base64 data in body, which is never written again, and write
+// their JSON only when a batch is built (event.KinesisShard): a poll costs
+// its body and one slice of records, not a copy of each record's JSON.
+func (p *recordsProtocol) records(body []byte) []event.Record {
 	if len(p.spans) == 0 {
 		return nil
 	}
-	type offsets struct{ json, key, seq int }
-	offs := make([]offsets, len(p.spans)+1)
-	buf := make([]byte, 0, size)
-	for i := range p.spans {
-		r := &p.spans[i]
-		var o offsets
-		o.json = len(buf)
-		buf, o.key, o.seq = p.enc.AppendBase64(buf, p.shard, unsafeString(body[r.key.from:r.key.to]), unsafeString(body[r.seq.from:r.seq.to]),
-			body[r.data.from:r.data.to], r.arrival)
-		offs[i] = o
+	if p.kshard == nil {
+		p.kshard = p.enc.Shard(p.shard)
 	}
-	offs[len(p.spans)].json = len(buf)
-	// buf may have grown past size: the offsets hold for its final array.
-	all := unsafeString(buf)
-	tail := p.enc.Tail()
 	recs := make([]event.Record, len(p.spans))
 	for i := range p.spans {
-		r, o := &p.spans[i], offs[i]
-		end := offs[i+1].json
-		rec := &recs[i]
-		rec.Seq = all[o.seq : o.seq+(r.seq.to-r.seq.from)]
-		rec.ID = rec.Seq
-		rec.Arrival = r.arrival
-		rec.JSON = buf[o.json:end:end]
-		rec.Tail = tail
-		if o.key >= 0 {
-			rec.Key = all[o.key : o.key+(r.key.to-r.key.from)]
-		} else {
-			rec.Key = string(body[r.key.from:r.key.to])
-		}
+		r := &p.spans[i]
+		recs[i] = p.kshard.Record(unsafeString(body[r.key.from:r.key.to]), unsafeString(body[r.seq.from:r.seq.to]),
+			body[r.data.from:r.data.to:r.data.to], r.arrival)
 	}
 	return recs
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"time"
 	"unsafe"
@@ -118,11 +119,21 @@ func (p *recordsProtocol) readBody(resp *smithyhttp.Response) ([]byte, error) {
 	}
 }
 
-// recordSpan locates one record's fields in a response body.
+// recordSpan locates one record's fields in a response body, in 32 bytes:
+// a poll may hold ten thousand.
 type recordSpan struct {
-	key, seq, data span
-	arrival        time.Time
+	key, seq, data field
+	arrivalMs      int64 // noArrival when the response had none
 }
+
+// field is where a string's contents are in a response body.
+type field struct{ from, to int32 }
+
+func fieldOf(s span) field { return field{int32(s.from), int32(s.to)} }
+
+// noArrival marks a record without an arrival time: the zero time.Time,
+// as the SDK leaves it.
+const noArrival = math.MinInt64
 
 type span struct {
 	from, to int
@@ -141,7 +152,7 @@ func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error
 	var next *string
 	var behind *int64
 	sawRecords := false
-	if !sc.byte('{') {
+	if len(body) > math.MaxInt32 || !sc.byte('{') {
 		return errUnusual
 	}
 	for first := true; ; first = false {
@@ -231,7 +242,7 @@ func (p *recordsProtocol) scanRecords(sc *scanner) error {
 // scanRecord reads one record object. Data, PartitionKey and
 // SequenceNumber are required, as Kinesis always sends them.
 func scanRecord(sc *scanner) (recordSpan, error) {
-	var r recordSpan
+	r := recordSpan{arrivalMs: noArrival}
 	var have int
 	if !sc.byte('{') {
 		return r, errUnusual
@@ -249,24 +260,30 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 		}
 		switch string(sc.b[key.from:key.to]) {
 		case "Data":
-			if r.data, ok = sc.str(); !ok || r.data.escaped || !validBase64(sc.b[r.data.from:r.data.to]) {
+			v, ok := sc.str()
+			if !ok || v.escaped || !validBase64(sc.b[v.from:v.to]) {
 				return r, errUnusual
 			}
+			r.data = fieldOf(v)
 			have |= 1
 		case "PartitionKey":
 			// An escaped key is rare enough to leave to the SDK.
-			if r.key, ok = sc.str(); !ok || r.key.escaped {
+			v, ok := sc.str()
+			if !ok || v.escaped {
 				return r, errUnusual
 			}
+			r.key = fieldOf(v)
 			have |= 2
 		case "SequenceNumber":
-			if r.seq, ok = sc.str(); !ok || r.seq.escaped || !digits(sc.b[r.seq.from:r.seq.to]) {
+			v, ok := sc.str()
+			if !ok || v.escaped || !digits(sc.b[v.from:v.to]) {
 				return r, errUnusual
 			}
+			r.seq = fieldOf(v)
 			have |= 4
 		case "ApproximateArrivalTimestamp":
 			if sc.null() {
-				r.arrival = time.Time{}
+				r.arrivalMs = noArrival
 				continue
 			}
 			v, ok := sc.number()
@@ -277,7 +294,7 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 			if err != nil {
 				return r, errUnusual
 			}
-			r.arrival = epochSeconds(f)
+			r.arrivalMs = epochMillis(f)
 		case "EncryptionType":
 			// Lambda's event does not carry it.
 			if _, ok := sc.str(); !ok && !sc.null() {
@@ -293,12 +310,9 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 	return r, nil
 }
 
-// epochSeconds converts epoch seconds to a time exactly as the SDK does:
-// the product with 1000, rounded to a float64 and truncated to whole
-// milliseconds.
-func epochSeconds(f float64) time.Time {
-	return time.UnixMilli(int64(f * 1000)).UTC()
-}
+// epochMillis converts epoch seconds to milliseconds exactly as the SDK
+// does: the product with 1000, rounded to a float64 and truncated.
+func epochMillis(f float64) int64 { return int64(f * 1000) }
 
 // records makes the records of p.spans. They keep their key, sequence
 // number and base64 data in body, which is never written again, and write
@@ -314,8 +328,15 @@ func (p *recordsProtocol) records(body []byte) []event.Record {
 	recs := make([]event.Record, len(p.spans))
 	for i := range p.spans {
 		r := &p.spans[i]
+		var arrival time.Time
+		if r.arrivalMs != noArrival {
+			arrival = time.UnixMilli(r.arrivalMs).UTC()
+		}
 		recs[i] = p.kshard.Record(unsafeString(body[r.key.from:r.key.to]), unsafeString(body[r.seq.from:r.seq.to]),
-			body[r.data.from:r.data.to:r.data.to], r.arrival)
+			body[r.data.from:r.data.to:r.data.to], arrival)
+	}
+	if cap(p.spans) > 4*len(p.spans) {
+		p.spans = nil // let a burst's worth go
 	}
 	return recs
 }

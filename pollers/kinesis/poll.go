@@ -77,8 +77,9 @@ const (
 //     (five reads a second): reading the same records in two calls costs
 //     no time when each call takes longer than the turn anyway;
 //   - a full read, with more records waiting in the shard, that came back
-//     within a turn, to a consumer that came back at once, gets a larger
-//     one.
+//     within a turn, to a consumer that came back at once, gets one half
+//     as large again: doubling would overshoot, and a high-water mark of
+//     memory is set by the largest read.
 //
 // The Limit stays within MinLimit and Limit.
 func (r *pollReader) adapt(away time.Duration) {
@@ -87,7 +88,7 @@ func (r *pollReader) adapt(away time.Duration) {
 	case away > slowConsumer || r.took > 2*readTurn:
 		r.limit = max(cfg.MinLimit, r.limit*3/4)
 	case away < fastConsumer && r.took < readTurn && r.full:
-		r.limit = min(cfg.Limit, r.limit*2)
+		r.limit = min(cfg.Limit, r.limit*3/2)
 	}
 }
 

@@ -666,8 +666,9 @@ func TestReaderAdaptsLimit(t *testing.T) {
 		steps    []step
 	}{
 		{"adapts between MinLimit and Limit", 3000, []step{
-			{want: 3000, took: 10 * ms, why: "full, quick, consumer back at once: grow"},
-			{want: 6000, took: 10 * ms, why: "grow, up to Limit"},
+			{want: 3000, took: 10 * ms, why: "full, quick, consumer back at once: grow by half"},
+			{want: 4500, took: 10 * ms, why: "grow"},
+			{want: 6750, took: 10 * ms, why: "grow, up to Limit"},
 			{want: 10000, took: 500 * ms, why: "the call took over two turns: shrink"},
 			{want: 7500, took: 10 * ms, away: 300 * ms, why: "the consumer kept the reader waiting: shrink"},
 			{want: 5625, took: 10 * ms, away: 100 * ms, why: "consumer neither slow nor at once: hold"},

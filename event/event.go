@@ -35,7 +35,9 @@ type Record struct {
 	// Arrival is when the source received the record.
 	Arrival time.Time
 	// JSON is the record's Lambda JSON, encoded once when it was read; when
-	// Tail is set, its first part.
+	// Tail is set, its first part. Records of a KinesisShard write their
+	// JSON when asked and keep their base64 data here instead: read a
+	// record's JSON with AppendJSON.
 	JSON []byte
 	// Tail, when set, is the end of the record's JSON, which follows JSON:
 	// fields that many records share (a mapping's constant fields), held
@@ -45,11 +47,10 @@ type Record struct {
 	Receipt string
 
 	// kinesis, when set, writes the record's JSON when it is asked for,
-	// from data and the fields above: JSON and Tail are then empty. See
+	// from the fields above, with JSON holding the base64 data. See
 	// KinesisShard.
 	kinesis *KinesisShard
-	data    []byte // the base64 data, for kinesis
-	size    int    // the JSON's length, for kinesis
+	size    int // the JSON's length, for kinesis
 }
 
 // Size is the length of the record's JSON.

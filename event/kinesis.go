@@ -91,14 +91,14 @@ func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arriv
 		r.Tail = k.enc.Tail()
 		return r
 	}
-	r.kinesis, r.data = k, dataBase64
+	r.kinesis, r.JSON = k, dataBase64
 	r.size = k.fixed + len(partitionKey) + 2*len(seq) + len(dataBase64) + epochSecondsLen(arrival)
 	return r
 }
 
 // append writes r's JSON.
 func (k *KinesisShard) append(dst []byte, r *Record) []byte {
-	dst, _, _ = k.enc.AppendBase64(dst, k.shardID, r.Key, r.Seq, r.data, r.Arrival)
+	dst, _, _ = k.enc.AppendBase64(dst, k.shardID, r.Key, r.Seq, r.JSON, r.Arrival)
 	return append(dst, k.enc.rest...)
 }
 

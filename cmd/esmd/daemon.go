@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"sync"
 	"syscall"
@@ -57,6 +58,9 @@ type active struct {
 	err         error
 }
 
+// defaultMemProfileRate is Go's own: one sample per 512 KiB allocated.
+const defaultMemProfileRate = 512 * 1024
+
 // daemon owns the running mappings and applies configuration reloads. Its
 // methods are called from runDaemon's goroutine only, except snapshot.
 type daemonState struct {
@@ -100,6 +104,10 @@ func runDaemon(ctx context.Context, cfg *config.Config, log *slog.Logger, drain 
 	}
 	defer d.closeAll()
 	if addr := cfg.Server.Address(); addr != "" {
+		if cfg.Server.Pprof && runtime.MemProfileRate == 0 {
+			// Heap profiles cover what is allocated from now on.
+			runtime.MemProfileRate = defaultMemProfileRate
+		}
 		d.hist = admin.NewHistograms()
 		srv := admin.New(admin.Config{Listen: addr, AuthToken: cfg.Server.AuthToken.Value(), Logger: log, Histograms: d.hist, Pprof: cfg.Server.Pprof},
 			admin.SourceFunc(d.adminMappings))

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -73,6 +74,13 @@ a second one stops at once.
 `
 
 func main() {
+	// Heap profiling samples allocations unless server.pprof asks for it:
+	// its table of sampled call stacks costs a megabyte or more of memory
+	// that esmd otherwise never uses. (GODEBUG=memprofilerate=N still
+	// overrides this.)
+	if !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
+		runtime.MemProfileRate = 0
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -21,22 +21,34 @@ import (
 	"github.com/esmd-dev/esmd/test/servers"
 )
 
-// benchMessages is how many messages each side of BenchmarkMotoThroughput
-// drains. moto spends time proportional to the queue's depth on every
-// receive and delete, so the queue is kept small.
-const benchMessages = 500
+// sqsServers are the servers BenchmarkSQSThroughput runs on, with how many
+// messages each side drains: moto spends time proportional to the queue's
+// depth on every receive and delete, so its queue is kept small.
+var sqsServers = []struct {
+	name     string
+	start    func(testing.TB) string
+	messages int
+}{
+	{"moto", servers.Moto, 500},
+	{"elasticmq", servers.ElasticMQ, 5000},
+}
 
 // benchWorkers is the concurrency of the raw loop: esmd's initial five
 // pollers.
 const benchWorkers = 5
 
-// BenchmarkMotoThroughput drains a pre-filled moto queue twice in each
-// iteration: through an SQSRunner invoking a no-op HTTP function (receive,
-// encode, invoke, batch delete), and through a raw ReceiveMessage +
-// DeleteMessageBatch loop with five workers. It reports both rates and their
-// ratio.
-func BenchmarkMotoThroughput(b *testing.B) {
-	ep := servers.Moto(b)
+// BenchmarkSQSThroughput drains a pre-filled queue twice in each
+// iteration, on each server: through an SQSRunner invoking a no-op HTTP
+// function (receive, encode, invoke, batch delete), and through a raw
+// ReceiveMessage + DeleteMessageBatch loop with five workers. It reports
+// both rates and their ratio.
+func BenchmarkSQSThroughput(b *testing.B) {
+	for _, srv := range sqsServers {
+		b.Run(srv.name, func(b *testing.B) { benchSQSThroughput(b, srv.start(b), srv.messages) })
+	}
+}
+
+func benchSQSThroughput(b *testing.B, ep string, benchMessages int) {
 	c := servers.SQSClient(ep)
 	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("{}")) }))
 	defer fn.Close()
@@ -68,7 +80,7 @@ func BenchmarkMotoThroughput(b *testing.B) {
 		g, gctx := errgroup.WithContext(ctx)
 		for range benchWorkers {
 			g.Go(func() error {
-				for got.Load() < benchMessages {
+				for got.Load() < int64(benchMessages) {
 					out, err := c.ReceiveMessage(gctx, &awssqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 						MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}, MessageAttributeNames: []string{"All"}})
 					if err != nil {
@@ -106,7 +118,7 @@ func BenchmarkMotoThroughput(b *testing.B) {
 		done := make(chan error, 1)
 		go func() { done <- r.Run(ctx) }()
 		tick := time.NewTicker(5 * time.Millisecond)
-		for r.SQSStats().DeletedEvents.Load() < benchMessages {
+		for r.SQSStats().DeletedEvents.Load() < int64(benchMessages) {
 			<-tick.C
 		}
 		tick.Stop()

@@ -3,10 +3,10 @@
 # of the load-testing issue with its measured value (medians of repeated
 # runs), each measured in this one run together with its baseline.
 #
-#   bash test/bench/run.sh            # everything (about 5 minutes)
+#   bash test/bench/run.sh            # everything (about 7 minutes)
 #   COUNT=3 bash test/bench/run.sh    # fewer repetitions of the engine bench
 #
-# Needs kinesalite (bash test/install.sh). The machine should be otherwise
+# Needs kinesalite, moto and ElasticMQ (bash test/install.sh). The machine should be otherwise
 # idle: the targets are ratios and per-record costs on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -39,6 +39,15 @@ gor=$(median goroutines BenchmarkEngine)
 echo "== Kinesis (kinesalite), latency and scale" >&2
 ESMD_BENCH=1 ESMD_BENCH_OUT="$results" go test -run '^(TestKinesisThroughput|TestLatency|TestScale)$' -v -timeout 30m ./test/bench >&2
 
+echo "== SQS: esmd and a raw receive-and-delete loop, on moto and ElasticMQ (3 rounds each)" >&2
+go test -run '^$' -bench '^BenchmarkSQSThroughput$' -benchtime=3x -count=1 -timeout 30m ./pollers/sqs | tee "$work/sqs.txt" >&2
+for srv in moto elasticmq; do
+	awk -v b="^BenchmarkSQSThroughput/$srv-" -v s="$srv" '$1 ~ b { for (i = 2; i < NF; i++) {
+		if ($(i+1) == "esmd/raw") printf "sqs\tratio to raw loop (%s)\t%s\tx\n", s, $i
+		if ($(i+1) == "esmd-msgs/s") printf "sqs\tesmd (%s)\t%s\tmsgs/s\n", s, $i
+		if ($(i+1) == "raw-msgs/s") printf "sqs\traw loop (%s)\t%s\tmsgs/s\n", s, $i } }' "$work/sqs.txt" >>"$results"
+done
+
 # value BENCH METRIC
 value() { awk -F'\t' -v b="$1" -v m="$2" '$1 == b && $2 == m { print $3 }' "$results" | tail -1; }
 # row NAME MEASURED UNIT GOAL OP LIMIT: OP is ge or le.
@@ -64,6 +73,8 @@ row "latency worst of first 5 after idle" "$(value latency 'worst of the first 5
 row "scale RSS, 1,000 idle shards" "$(value scale 'RSS with 1000 idle shards')" "MiB" "<= 143 (150 MB)" le 143
 row "scale RSS, 10,000 idle shards (runs)" "$(value scale 'RSS with 10000 idle shards')" "MiB" "runs" ge 0
 row "scale memory per shard" "$(value scale 'memory per shard')" "KiB" "reported" ge 0
+row "SQS esmd / raw loop (moto)" "$(value sqs 'ratio to raw loop (moto)')" "x" ">= 0.8" ge 0.8
+row "SQS esmd / raw loop (ElasticMQ)" "$(value sqs 'ratio to raw loop (elasticmq)')" "x" ">= 0.8" ge 0.8
 echo
 echo "raw values:"
 cat "$results"

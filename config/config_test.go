@@ -170,6 +170,7 @@ func TestEffectiveSettings(t *testing.T) {
 			ParallelizationFactor: 1, MaximumRetryAttempts: -1, ReportBatchItemFailures: true,
 			MaximumConcurrency: 1000, InvokeIdentityArn: "arn:aws:iam::123456789012:role/esmd",
 			VisibilityOnError: &thirty, VisibilityHeartbeat: true,
+			WaitTime: 5 * time.Second, InitialPollers: 10, MinPollers: 3, ScaleInterval: 500 * time.Millisecond,
 			RetryInitial: 100 * time.Millisecond, RetryMax: 30 * time.Second,
 		},
 		{
@@ -179,7 +180,9 @@ func TestEffectiveSettings(t *testing.T) {
 			Function: "script", Enabled: true, BatchSize: 10, ParallelizationFactor: 1, MaximumRetryAttempts: -1,
 			MaximumConcurrency: 2, InvokeIdentityArn: "arn:aws:iam::123456789012:role/esmd",
 			VisibilityOnError: &zero,
-			RetryInitial:      100 * time.Millisecond, RetryMax: 30 * time.Second,
+			// Defaults, within MaximumConcurrency 2.
+			WaitTime: 20 * time.Second, InitialPollers: 2, MinPollers: 2, ScaleInterval: time.Second,
+			RetryInitial: 100 * time.Millisecond, RetryMax: 30 * time.Second,
 		},
 	}
 	for i, w := range want {

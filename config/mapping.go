@@ -89,8 +89,20 @@ type ESMD struct {
 	VisibilityOnError *Duration `yaml:"visibilityOnError,omitempty"`
 	// VisibilityHeartbeat (SQS) extends the visibility timeout of messages
 	// while their batch is being processed.
-	VisibilityHeartbeat *bool        `yaml:"visibilityHeartbeat,omitempty"`
-	RetryBackoff        RetryBackoff `yaml:"retryBackoff,omitempty"`
+	VisibilityHeartbeat *bool `yaml:"visibilityHeartbeat,omitempty"`
+	// WaitTime (SQS) is the long poll of a receive, 1s to 20s in whole
+	// seconds. Default 20s, as Lambda.
+	WaitTime *Duration `yaml:"waitTime,omitempty"`
+	// InitialPollers (SQS) is how many pollers start, 1 to
+	// MaximumConcurrency. Default 5, as Lambda.
+	InitialPollers *int `yaml:"initialPollers,omitempty"`
+	// MinPollers (SQS) is the floor the pollers scale down to while the
+	// queue is empty or the function fails, 1 to initialPollers. Default 2.
+	MinPollers *int `yaml:"minPollers,omitempty"`
+	// ScaleInterval (SQS) is how often the pollers are scaled, 100ms to
+	// 1m. Default 1s.
+	ScaleInterval *Duration    `yaml:"scaleInterval,omitempty"`
+	RetryBackoff  RetryBackoff `yaml:"retryBackoff,omitempty"`
 }
 
 // RetryBackoff is the exponential backoff between retries of a batch.
@@ -137,8 +149,14 @@ type Settings struct {
 	// VisibilityOnError is nil when the queue's own timeout applies.
 	VisibilityOnError   *time.Duration
 	VisibilityHeartbeat bool
-	RetryInitial        time.Duration
-	RetryMax            time.Duration
+	// SQS pollers: the long poll, how many start, the floor, and how often
+	// they are scaled. Zero for streams.
+	WaitTime       time.Duration
+	InitialPollers int
+	MinPollers     int
+	ScaleInterval  time.Duration
+	RetryInitial   time.Duration
+	RetryMax       time.Duration
 }
 
 // Settings returns the effective values of m. It is meant for a Mapping
@@ -161,6 +179,10 @@ func (m *Mapping) Settings() Settings {
 		ShardDiscoveryInterval:     m.ESMD.ShardDiscoveryInterval.Std(),
 		InvokeIdentityArn:          m.ESMD.InvokeIdentityArn,
 		VisibilityHeartbeat:        derefOr(m.ESMD.VisibilityHeartbeat, false),
+		WaitTime:                   m.ESMD.WaitTime.Std(),
+		InitialPollers:             derefOr(m.ESMD.InitialPollers, 0),
+		MinPollers:                 derefOr(m.ESMD.MinPollers, 0),
+		ScaleInterval:              m.ESMD.ScaleInterval.Std(),
 		RetryInitial:               m.ESMD.RetryBackoff.Initial.Std(),
 		RetryMax:                   m.ESMD.RetryBackoff.Max.Std(),
 	}

@@ -508,6 +508,15 @@ func (m *Mapping) checkStream(p *problems, at func(string) string) {
 	if e.VisibilityHeartbeat != nil {
 		p.add(at("esmd.visibilityHeartbeat"), "applies only to SQS queues")
 	}
+	for _, k := range []struct {
+		key string
+		set bool
+	}{{"waitTime", e.WaitTime != nil}, {"initialPollers", e.InitialPollers != nil},
+		{"minPollers", e.MinPollers != nil}, {"scaleInterval", e.ScaleInterval != nil}} {
+		if k.set {
+			p.add(at("esmd."+k.key), "applies only to SQS queues")
+		}
+	}
 
 	switch {
 	case e.ShardDiscoveryInterval == nil:
@@ -595,5 +604,50 @@ func (m *Mapping) checkSQS(p *problems, at func(string) string) {
 	}
 	if e.PollInterval == nil {
 		e.PollInterval = newDuration(0)
+	}
+	m.checkPollers(p, at)
+}
+
+// SQS poller defaults: Lambda's long poll and first pollers.
+const (
+	DefaultWaitTime       = 20 * time.Second
+	DefaultInitialPollers = 5
+	DefaultMinPollers     = 2
+	DefaultScaleInterval  = time.Second
+)
+
+// checkPollers checks and defaults the esmd: keys of an SQS mapping's
+// pollers.
+func (m *Mapping) checkPollers(p *problems, at func(string) string) {
+	e := &m.ESMD
+	most := sqsMaxConcurrency
+	if sc := m.ScalingConfig; sc != nil && sc.MaximumConcurrency != nil {
+		most = *sc.MaximumConcurrency
+	}
+	switch d := e.WaitTime; {
+	case d == nil:
+		e.WaitTime = newDuration(DefaultWaitTime)
+	case d.Std() < time.Second || d.Std() > 20*time.Second:
+		p.add(at("esmd.waitTime"), "%s is not between 1s and 20s (the SQS long poll)", d)
+	case d.Std()%time.Second != 0:
+		p.add(at("esmd.waitTime"), "%s is not a whole number of seconds", d)
+	}
+	switch n := e.InitialPollers; {
+	case n == nil:
+		e.InitialPollers = ptr(min(DefaultInitialPollers, most))
+	case *n < 1 || *n > most:
+		p.add(at("esmd.initialPollers"), "%d is not between 1 and MaximumConcurrency (%d)", *n, most)
+	}
+	switch n := e.MinPollers; {
+	case n == nil:
+		e.MinPollers = ptr(min(DefaultMinPollers, *e.InitialPollers))
+	case *n < 1 || *n > *e.InitialPollers:
+		p.add(at("esmd.minPollers"), "%d is not between 1 and initialPollers (%d)", *n, *e.InitialPollers)
+	}
+	switch d := e.ScaleInterval; {
+	case d == nil:
+		e.ScaleInterval = newDuration(DefaultScaleInterval)
+	case d.Std() < 100*time.Millisecond || d.Std() > time.Minute:
+		p.add(at("esmd.scaleInterval"), "%s is not between 100ms and 1m0s", d)
 	}
 }

@@ -22,9 +22,9 @@ func (nopInvoker) Invoke(context.Context, *mapping.Request) (*mapping.Response, 
 // its runner, and Lambda's defaults when they are absent.
 func TestSQSRunnerSettings(t *testing.T) {
 	tests := []struct {
-		name, esmd           string
-		wait, scale          time.Duration
-		initial, min, most   int
+		name, esmd            string
+		wait, scale           time.Duration
+		initial, min, most    int
 		heartbeat, visibility bool
 	}{
 		{"defaults", "{}", 20 * time.Second, time.Second, 5, 2, 1000, false, false},

@@ -125,11 +125,12 @@ esmd: {pollInterval: 50ms}`, batch, lanes))
 		waitFor(t, 5*time.Minute, "kill point "+strconv.Itoa(target), func() bool {
 			return l.unique() >= target || p.exited()
 		})
+		killed := time.Now()
 		p.kill()
 		// Requests the dead process had already written may still be
 		// read by the sink: let them land in this run.
-		time.Sleep(300 * time.Millisecond)
-		bounds[run+1] = src.shards*2*lanes*batch + l.since(time.Now().Add(-400*time.Millisecond))
+		s.settle(t, 500*time.Millisecond)
+		bounds[run+1] = src.shards*2*lanes*batch + l.since(killed.Add(-100*time.Millisecond))
 	}
 	waitFor(t, 5*time.Minute, "every record", func() bool { return l.unique() == src.records })
 	waitFor(t, 30*time.Second, "the mapping to start", func() bool { return strings.Contains(p.log(), "mapping started") })
@@ -248,7 +249,7 @@ func TestCrashSQS(t *testing.T) {
 		target := slot*run + slot/2 + rng.IntN(slot)
 		waitFor(t, 3*time.Minute, "kill point", func() bool { return l.unique() >= target })
 		p.kill()
-		time.Sleep(300 * time.Millisecond)
+		s.settle(t, 500*time.Millisecond)
 	}
 	var want []put
 	for i := 0; i < total; i++ {

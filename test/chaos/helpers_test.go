@@ -245,6 +245,7 @@ type sink struct {
 	calls   []call
 	run     atomic.Int64
 	last    atomic.Int64 // unix nanos of the last call
+	busy    atomic.Int64 // requests being handled
 	respond func(w http.ResponseWriter, c call) (status int, body string)
 }
 
@@ -253,6 +254,11 @@ func newSink(t *testing.T, respond func(w http.ResponseWriter, c call) (int, str
 	s := &sink{respond: respond}
 	s.last.Store(time.Now().UnixNano())
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The run is the one current when the request arrived, before
+		// its body is read.
+		run := int(s.run.Load())
+		s.busy.Add(1)
+		defer s.busy.Add(-1)
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			return
@@ -262,7 +268,7 @@ func newSink(t *testing.T, respond func(w http.ResponseWriter, c call) (int, str
 			http.Error(w, "bad event: "+err.Error(), 400)
 			return
 		}
-		c := call{At: time.Now(), Run: int(s.run.Load()), Body: body, Recs: recs, Req: r}
+		c := call{At: time.Now(), Run: run, Body: body, Recs: recs, Req: r}
 		s.mu.Lock()
 		s.calls = append(s.calls, c)
 		s.mu.Unlock()
@@ -291,6 +297,17 @@ func (s *sink) snapshot() []call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]call(nil), s.calls...)
+}
+
+// settle waits until the sink has handled every request that reached it:
+// none is being handled and none came for quiet. After a kill -9, what the
+// dead process had written may still be read; a busy machine can take
+// longer than any fixed pause to get to it.
+func (s *sink) settle(t *testing.T, quiet time.Duration) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "the sink to settle", func() bool {
+		return s.busy.Load() == 0 && time.Since(time.Unix(0, s.last.Load())) > quiet
+	})
 }
 
 func (s *sink) ncalls() int {

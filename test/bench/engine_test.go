@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +113,7 @@ func BenchmarkEngine(b *testing.B) {
 	var total time.Duration
 	var mallocs uint64
 	maxG := 0
+	cpu0, sink0 := selfCPU(), readProc(b, s.cmd.Process.Pid).CPU
 	for i := 0; i < b.N; i++ {
 		r := runEngine(b, s.URL)
 		total += r.elapsed
@@ -127,7 +129,23 @@ func BenchmarkEngine(b *testing.B) {
 	b.ReportMetric(n/total.Seconds(), "records/s")
 	b.ReportMetric(float64(mallocs)/n, "allocs/record")
 	b.ReportMetric(float64(maxG), "goroutines")
+	reportCPU(b, n, cpu0, sink0, s)
 	b.ReportMetric(0, "ns/op")
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports the CPU time per record of this process (the engine,
+// or the bare loop) and of the sink since cpu0 and sink0: on 2 cores the
+// two together set the rate.
+func reportCPU(b *testing.B, records float64, cpu0, sink0 time.Duration, s *sink) {
+	b.ReportMetric(float64((selfCPU()-cpu0).Microseconds())/records, "cpu-us/record")
+	b.ReportMetric(float64((readProc(b, s.cmd.Process.Pid).CPU-sink0).Microseconds())/records, "sink-cpu-us/record")
 }
 
 // BenchmarkBarePOST is the engine target's baseline: one goroutine per shard
@@ -164,12 +182,14 @@ func BenchmarkBarePOST(b *testing.B) {
 	post() // warm up
 	b.ResetTimer()
 	start := time.Now()
+	cpu0, sink0 := selfCPU(), readProc(b, s.cmd.Process.Pid).CPU
 	for i := 0; i < b.N; i++ {
 		post()
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)*engineRecords/elapsed.Seconds(), "records/s")
+	reportCPU(b, float64(b.N)*engineRecords, cpu0, sink0, s)
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -34,6 +34,10 @@ gor=$(median goroutines BenchmarkEngine)
 	printf 'engine\tratio to bare POST loop\t%s\tx\n' "$(awk -v a="$engine" -v b="$bare" 'BEGIN { printf "%.3f", a / b }')"
 	printf 'engine\tallocations\t%s\tallocs/record\n' "$allocs"
 	printf 'engine\tgoroutines at most (400000 records)\t%s\tgoroutines\n' "$gor"
+	printf 'engine\tengine process CPU\t%s\tus/record\n' "$(median cpu-us/record BenchmarkEngine)"
+	printf 'engine\tbare loop process CPU\t%s\tus/record\n' "$(median cpu-us/record BenchmarkBarePOST)"
+	printf 'engine\tsink CPU, engine run\t%s\tus/record\n' "$(median sink-cpu-us/record BenchmarkEngine)"
+	printf 'engine\tsink CPU, bare loop run\t%s\tus/record\n' "$(median sink-cpu-us/record BenchmarkBarePOST)"
 } >>"$results"
 
 echo "== Kinesis (kinesalite), latency and scale" >&2

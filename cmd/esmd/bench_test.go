@@ -64,6 +64,21 @@ func runBench(t *testing.T, args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
+// benchJSON runs esmd bench with --json, which must succeed, and returns
+// its report.
+func benchJSON(t *testing.T, args ...string) benchReport {
+	t.Helper()
+	code, out, errOut := runBench(t, append(args, "--json")...)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("report %s: %v", out, err)
+	}
+	return rep
+}
+
 // TestBenchCrossChecksHandler runs esmd bench with every fault against the
 // example handler and checks the report against what the handler counted
 // and against the generator's seeded poison records.
@@ -72,15 +87,8 @@ func TestBenchCrossChecksHandler(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
-	code, out, errOut := runBench(t, "--url", srv.URL, "--records", "20000", "--shards", "3", "--keys", "200", "--seed", "5",
-		"--poison", "0.002", "--duplicate", "0.05", "--throttle", "0.05", "--slow", "0.05:5ms", "--timeout", "0.02", "--json")
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
-	}
-	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("report %s: %v", out, err)
-	}
+	rep := benchJSON(t, "--url", srv.URL, "--records", "20000", "--shards", "3", "--keys", "200", "--seed", "5",
+		"--poison", "0.002", "--duplicate", "0.05", "--throttle", "0.05", "--slow", "0.05:5ms", "--timeout", "0.02")
 	hs := h.Stats()
 	poison := poisonOf(t, rep.Generator)
 	failed := slices.Clone(rep.FailedSeqs)
@@ -356,14 +364,7 @@ mappings:
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := runBench(t, "-c", cfgPath, "--records", "2000", "--shards", "2", "--json")
-	if code != exitOK {
-		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
-	}
-	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := benchJSON(t, "-c", cfgPath, "--records", "2000", "--shards", "2")
 	hs := h.Stats()
 	if !strings.Contains(rep.Generator, "shape=dynamodb") || rep.Records != 2000 || hs.Unique != 2000 || hs.Unparsed != 0 ||
 		rep.BatchSize != 25 || rep.Batches < 80 {
@@ -438,14 +439,7 @@ func TestBenchSQSShape(t *testing.T) {
 				}
 				args = append([]string{"-c", cfgPath}, tc.args...)
 			}
-			code, out, errOut := runBench(t, append(args, "--json")...)
-			if code != exitOK {
-				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
-			}
-			var rep benchReport
-			if err := json.Unmarshal([]byte(out), &rep); err != nil {
-				t.Fatalf("report %s: %v", out, err)
-			}
+			rep := benchJSON(t, args...)
 			hs := h.Stats()
 			poison := poisonOf(t, rep.Generator)
 			failed := slices.Clone(rep.FailedSeqs)

@@ -258,29 +258,16 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 		if !ok || !sc.byte(':') {
 			return r, errUnusual
 		}
+		// An escaped string is rare enough to leave to the SDK.
+		var f *field
+		var valid func([]byte) bool
 		switch string(sc.b[key.from:key.to]) {
 		case "Data":
-			v, ok := sc.str()
-			if !ok || v.escaped || !validBase64(sc.b[v.from:v.to]) {
-				return r, errUnusual
-			}
-			r.data = fieldOf(v)
-			have |= 1
+			f, valid, have = &r.data, validBase64, have|1
 		case "PartitionKey":
-			// An escaped key is rare enough to leave to the SDK.
-			v, ok := sc.str()
-			if !ok || v.escaped {
-				return r, errUnusual
-			}
-			r.key = fieldOf(v)
-			have |= 2
+			f, valid, have = &r.key, nil, have|2
 		case "SequenceNumber":
-			v, ok := sc.str()
-			if !ok || v.escaped || !digits(sc.b[v.from:v.to]) {
-				return r, errUnusual
-			}
-			r.seq = fieldOf(v)
-			have |= 4
+			f, valid, have = &r.seq, digits, have|4
 		case "ApproximateArrivalTimestamp":
 			if sc.null() {
 				r.arrivalMs = noArrival
@@ -290,11 +277,11 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 			if !ok {
 				return r, errUnusual
 			}
-			f, err := strconv.ParseFloat(string(sc.b[v.from:v.to]), 64)
+			secs, err := strconv.ParseFloat(string(sc.b[v.from:v.to]), 64)
 			if err != nil {
 				return r, errUnusual
 			}
-			r.arrivalMs = epochMillis(f)
+			r.arrivalMs = epochMillis(secs)
 		case "EncryptionType":
 			// Lambda's event does not carry it.
 			if _, ok := sc.str(); !ok && !sc.null() {
@@ -302,6 +289,13 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 			}
 		default:
 			return r, errUnusual
+		}
+		if f != nil {
+			v, ok := sc.str()
+			if !ok || v.escaped || valid != nil && !valid(sc.b[v.from:v.to]) {
+				return r, errUnusual
+			}
+			*f = fieldOf(v)
 		}
 	}
 	if have != 7 {

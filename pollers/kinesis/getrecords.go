@@ -84,7 +84,10 @@ func (p *recordsProtocol) DeserializeResponse(ctx context.Context, schema *smith
 	if err := p.decode(body, o); err != nil {
 		// Not the usual shape: the client's protocol decodes it, or
 		// says what is wrong with it.
-		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{bytes.NewReader(body), resp.Body}
 		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
 	}
 	return nil
@@ -212,7 +215,7 @@ func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error
 	if sc.skipSpace(); sc.i != len(body) {
 		return errUnusual
 	}
-	o.NextShardIterator, o.MillisBehindLatest, o.Records = next, behind, nil
+	o.NextShardIterator, o.MillisBehindLatest, o.Records, o.ChildShards = next, behind, nil, nil
 	p.recs, p.ok = p.records(body), true
 	// The records own the body now.
 	p.body = nil
@@ -284,7 +287,10 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 			r.arrivalMs = epochMillis(secs)
 		case "EncryptionType":
 			// Lambda's event does not carry it.
-			if _, ok := sc.str(); !ok && !sc.null() {
+			if sc.null() {
+				continue
+			}
+			if _, ok := sc.str(); !ok {
 				return r, errUnusual
 			}
 		default:
@@ -418,6 +424,9 @@ func (s *scanner) str() (span, bool) {
 			s.i++
 			return sp, true
 		case c == '\\':
+			if s.i+1 >= len(s.b) {
+				return span{}, false // a body that ends in an escape
+			}
 			sp.escaped = true
 			s.i += 2
 		case c < 0x20:

@@ -132,6 +132,8 @@ func TestRecordsProtocolMatchesSDK(t *testing.T) {
 		{"null data", 200, `{"Records":[{"PartitionKey":"p","Data":null,"SequenceNumber":"5"}],"NextShardIterator":"n"}`, false},
 		{"unknown record field", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ==","SequenceNumber":"5","New":1}],"NextShardIterator":"n"}`, false},
 		{"bad base64", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ=","SequenceNumber":"5"}],"NextShardIterator":"n"}`, false},
+		{"ends in an escape", 200, `{"Records":[{"EncryptionType":"\`, false},
+		{"control character before a null", 200, "{\"Records\":[{\"PartitionKey\":\"p\",\"Data\":\"YQ==\",\"SequenceNumber\":\"5\",\"EncryptionType\":\"KMS\nnull}],\"NextShardIterator\":\"n\"}", false},
 		{"records twice", 200, `{"Records":[{"PartitionKey":"a","Data":"YQ==","SequenceNumber":"1"}],"Records":[{"PartitionKey":"b","Data":"Yg==","SequenceNumber":"2"}],"NextShardIterator":"n"}`, false},
 		{"truncated", 200, `{"Records":[{"PartitionKey":"p","Data":"YQ==","Seq`, false},
 		{"throttled", 400, `{"__type":"ProvisionedThroughputExceededException","message":"Rate exceeded for shard"}`, false},

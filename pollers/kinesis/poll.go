@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -28,6 +29,8 @@ type pollReader struct {
 	full     bool          // the last read returned limit records
 	took     time.Duration // how long the last GetRecords took
 	returned time.Time     // when the last Read returned records
+	lastRate float64       // records a second of a full read before the last growth
+	settled  bool          // growing stopped paying
 
 	iter    *string   // nil when a new iterator is needed
 	lastSeq string    // sequence number of the last record returned
@@ -73,22 +76,34 @@ const (
 // the pace allows:
 //   - a consumer that kept the reader waiting gets smaller reads: it takes
 //     records more slowly than they can be read;
-//   - so does a read that took longer than two of Kinesis's 200 ms turns
-//     (five reads a second): reading the same records in two calls costs
-//     no time when each call takes longer than the turn anyway;
-//   - a full read, with more records waiting in the shard, that came back
-//     within a turn, to a consumer that came back at once, gets one half
-//     as large again: doubling would overshoot, and a high-water mark of
-//     memory is set by the largest read.
+//   - a full read, with more records waiting in the shard, to a consumer
+//     that came back at once, gets one half as large again, for as long as
+//     growing pays: while a read of the new size brings records at least a
+//     fifth faster than one of the old size did. Records a second are the
+//     read's records over its call's time, or over Kinesis's 200 ms turn
+//     when the call was quicker (five reads a second per shard). Below a
+//     turn, larger reads are always faster; above it they are when the
+//     call's time is mostly a fixed cost (a distant server), and not when
+//     it is mostly per record (as on kinesalite).
 //
-// The Limit stays within MinLimit and Limit.
+// Growing by half, not double, keeps the largest read, which sets the
+// high-water mark of memory, close to what the pace needs. Once growing
+// stopped paying, the size holds until the consumer falls behind. The Limit
+// stays within MinLimit and Limit.
 func (r *pollReader) adapt(away time.Duration) {
 	cfg := &r.src.cfg
 	switch {
-	case away > slowConsumer || r.took > 2*readTurn:
+	case away > slowConsumer:
 		r.limit = max(cfg.MinLimit, r.limit*3/4)
-	case away < fastConsumer && r.took < readTurn && r.full:
-		r.limit = min(cfg.Limit, r.limit*3/2)
+		r.settled, r.lastRate = false, 0
+	case away < fastConsumer && r.full && !r.settled:
+		rate := float64(r.limit) / max(r.took, readTurn).Seconds()
+		if r.lastRate > 0 && rate < 1.2*r.lastRate {
+			r.settled = true
+			return
+		}
+		r.lastRate = rate
+		r.limit = min(cfg.Limit, r.limit+max(1, r.limit/2))
 	}
 }
 
@@ -242,7 +257,8 @@ func (r *pollReader) result(out *kinesis.GetRecordsOutput) (mapping.ReadResult, 
 		res.MillisBehind = *out.MillisBehindLatest
 	}
 	if n := len(res.Records); n > 0 {
-		r.lastSeq = res.Records[n-1].Seq
+		// A copy: the record's string keeps its whole response alive.
+		r.lastSeq = strings.Clone(res.Records[n-1].Seq)
 		r.returned = time.Now()
 	}
 	r.full = len(res.Records) >= int(r.limit)

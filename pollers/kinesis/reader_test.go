@@ -661,25 +661,45 @@ func TestReaderAdaptsLimit(t *testing.T) {
 		why string
 	}
 	tests := []struct {
-		name     string
-		minLimit int32
-		steps    []step
+		name            string
+		minLimit, limit int32
+		steps           []step
 	}{
-		{"adapts between MinLimit and Limit", 3000, []step{
-			{want: 3000, took: 10 * ms, why: "full, quick, consumer back at once: grow by half"},
-			{want: 4500, took: 10 * ms, why: "grow"},
-			{want: 6750, took: 10 * ms, why: "grow, up to Limit"},
-			{want: 10000, took: 500 * ms, why: "the call took over two turns: shrink"},
-			{want: 7500, took: 10 * ms, away: 300 * ms, why: "the consumer kept the reader waiting: shrink"},
-			{want: 5625, took: 10 * ms, away: 100 * ms, why: "consumer neither slow nor at once: hold"},
-			{want: 5625, took: 300 * ms, why: "a call over one turn does not grow"},
+		{"grows while it pays, shrinks for a slow consumer", 3000, 10000, []step{
+			{want: 3000, took: 100 * ms, why: "full, consumer back at once: grow by half"},
+			{want: 4500, took: 150 * ms, why: "within a turn: 50% more records a second, grow"},
+			{want: 6750, took: 200 * ms, why: "grow, up to Limit"},
+			{want: 10000, took: 300 * ms, why: "33,333 records/s against 33,750: growing stopped paying"},
+			{want: 10000, took: 10 * ms, why: "settled: hold"},
+			{want: 10000, away: 300 * ms, why: "the consumer kept the reader waiting: shrink"},
+			{want: 7500, took: 10 * ms, away: 100 * ms, why: "consumer neither slow nor at once: hold"},
+			{want: 7500, away: time.Second, why: "slow consumer"},
 			{want: 5625, away: time.Second, why: "slow consumer"},
 			{want: 4218, away: time.Second, why: "slow consumer"},
 			{want: 3163, away: time.Second, why: "slow consumer, down to MinLimit"},
 			{want: 3000, short: true, why: "not full: no growth"},
 			{want: 3000},
 		}},
-		{"fixed without MinLimit", 0, []step{
+		{"a distant server: calls take 450 ms whatever their size", 100, 10000, []step{
+			{want: 1000, took: 450 * ms},
+			{want: 1500, took: 450 * ms},
+			{want: 2250, took: 450 * ms},
+			{want: 3375, took: 450 * ms},
+			{want: 5062, took: 450 * ms},
+			{want: 7593, took: 450 * ms},
+			{want: 10000, took: 450 * ms},
+			{want: 10000},
+		}},
+		{"grows again from a Limit of 1", 1, 4, []step{
+			{want: 4, away: time.Second},
+			{want: 3, away: time.Second},
+			{want: 2, away: time.Second},
+			{want: 1, took: 10 * ms},
+			{want: 2, took: 10 * ms},
+			{want: 3, took: 10 * ms},
+			{want: 4},
+		}},
+		{"fixed without MinLimit", 0, 0, []step{
 			{want: 10000, took: 10 * ms},
 			{want: 10000, took: time.Second, away: time.Second},
 			{want: 10000},
@@ -707,7 +727,7 @@ func TestReaderAdaptsLimit(t *testing.T) {
 						return out, nil
 					})
 				}
-				s, err := New(api, Config{StreamARN: testARN, PollInterval: time.Second, MinPollGap: -1, MinLimit: tc.minLimit})
+				s, err := New(api, Config{StreamARN: testARN, PollInterval: time.Second, MinPollGap: -1, MinLimit: tc.minLimit, Limit: tc.limit})
 				if err != nil {
 					t.Fatal(err)
 				}

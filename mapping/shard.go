@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -235,7 +236,8 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			continue
 		}
 		r.stats.PolledEvents.Add(int64(n))
-		start = event.Start{Type: event.AfterSequence, Seq: res.Records[n-1].Seq}
+		// A copy: the record's string may keep its whole poll alive.
+		start = event.Start{Type: event.AfterSequence, Seq: strings.Clone(res.Records[n-1].Seq)}
 
 		seqs = seqs[:0]
 		laneOf = laneOf[:0]
@@ -244,6 +246,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			laneOf = append(laneOf, laneFor(res.Records[i].Key, P))
 		}
 		w.tr.add(seqs, laneOf)
+		clear(seqs) // the tracker has them: let the poll go when it is done
 		// Records registered in the tracker must reach their lanes even
 		// when a drain begins now, or the checkpoint could never pass
 		// them: the sends stop only on a hard stop.
@@ -253,13 +256,12 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			}
 			continue
 		}
-		for i := range perLane {
-			perLane[i] = nil
-		}
 		for i := range res.Records {
 			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
 		}
-		if !w.sendAll(ctx, perLane) {
+		sent := w.sendAll(ctx, perLane)
+		clear(perLane) // the lanes own the shares now
+		if !sent {
 			break
 		}
 	}

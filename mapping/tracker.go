@@ -1,6 +1,9 @@
 package mapping
 
-import "sync"
+import (
+	"strings"
+	"sync"
+)
 
 // tracker finds the checkpoint of one shard: the end of the contiguous prefix
 // of resolved records, when records are resolved out of order across lanes.
@@ -84,7 +87,9 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 	close(t.moved)
 	t.moved = make(chan struct{})
 	i := t.off + int(t.done-t.base)
-	t.doneSeq = t.seqs[i]
+	// A copy: a record's sequence number may keep its whole poll alive,
+	// and this one is kept until the next batch is done.
+	t.doneSeq = strings.Clone(t.seqs[i])
 	// Forget the sequence numbers at or below the checkpoint, compacting
 	// once the forgotten part dominates.
 	clear(t.seqs[t.off : i+1])

@@ -413,19 +413,29 @@ esmd: {visibilityOnError: 0s}`))
 	for {
 		mu.Lock()
 		invoked, failed := 0, 0
+		bodies := map[string]bool{}
 		for _, cl := range s.snapshot() {
 			invoked += len(cl.Recs)
+			for _, r := range cl.Recs {
+				bodies[r.Data] = true
+			}
 		}
 		for _, size := range failedCalls {
 			failed += size
 		}
 		seen, nCalls := poisonSeen, len(s.snapshot())
 		mu.Unlock()
+		// Every message received is invoked, and every one invoked is
+		// deleted but the poison's two failed deliveries. Standard queues
+		// deliver at least once, and moto does deliver a message twice
+		// now and then (one CI run here; the 20,000-message test counts
+		// such duplicates), so the counts follow what the function saw
+		// (n + 2 when nothing came twice), and every message must come.
 		want = map[string]float64{
-			"esmd_polled_events_total":               n + 2,
+			"esmd_polled_events_total":               float64(invoked),
 			"esmd_invoked_events_total":              float64(invoked),
 			"esmd_failed_invoke_events_total":        float64(failed),
-			"esmd_deleted_events_total":              n,
+			"esmd_deleted_events_total":              float64(invoked - 2),
 			"esmd_sqs_returned_events_total":         2,
 			"esmd_sqs_delete_failures_total":         0,
 			"esmd_invocations_total{success}":        float64(nCalls),
@@ -434,11 +444,11 @@ esmd: {visibilityOnError: 0s}`))
 			"esmd_mapping_healthy":                   1,
 		}
 		last = adminScrape(t, base)
-		if seen == 3 && last != nil && last.diff(want) == "" {
+		if seen == 3 && len(bodies) == n && last != nil && last.diff(want) == "" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("metrics never matched what the function saw (poison seen %d times):\n%s", seen, last.diff(want))
+			t.Fatalf("metrics never matched what the function saw (poison seen %d times, %d of %d messages):\n%s", seen, len(bodies), n, last.diff(want))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -33,30 +33,26 @@ func NewKinesisEncoder(region, streamARN, invokeIdentityARN string) *KinesisEnco
 // arrival time is written in epoch seconds with a millisecond fraction.
 func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, arrival time.Time) Record {
 	b := make([]byte, 0, e.Size(shardID, partitionKey, seq, base64.StdEncoding.EncodedLen(len(data))))
-	b, _, _ = e.appendHead(b, partitionKey, seq)
+	b = e.appendHead(b, partitionKey, seq)
 	b = base64.StdEncoding.AppendEncode(b, data)
 	b = e.appendTail(b, shardID, seq, arrival)
 	return Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival, JSON: b}
 }
 
-// AppendBase64 appends the record's Lambda JSON to dst, like Encode, for data
-// that is already in standard base64 (as GetRecords sends it): dataBase64 is
-// copied as it is, and must be valid standard base64. It writes the JSON up
-// to the end of eventID: the fields after it, the same for every record,
-// are Tail, which the Record's Tail should hold. It also returns where in
-// the result the partition key and the sequence number are written as they
-// are: keyAt is -1 when the key needed escaping.
-func (e *KinesisEncoder) AppendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) (out []byte, keyAt, seqAt int) {
-	dst, keyAt, seqAt = e.appendHead(dst, partitionKey, seq)
+// appendBase64 appends the record's Lambda JSON to dst up to the end of
+// eventID (the rest is Tail), for data that is already in standard base64,
+// as GetRecords sends it: dataBase64 is copied as it is.
+func (e *KinesisEncoder) appendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) []byte {
+	dst = e.appendHead(dst, partitionKey, seq)
 	dst = append(dst, dataBase64...)
-	return e.appendID(dst, shardID, seq, arrival), keyAt, seqAt
+	return e.appendID(dst, shardID, seq, arrival)
 }
 
 // AppendHead appends the record's Lambda JSON to dst, like Encode, up to
 // the end of eventID: the rest is Tail, which the Record's Tail should
 // hold. Many records can so share one buffer and one tail.
 func (e *KinesisEncoder) AppendHead(dst []byte, shardID, partitionKey, seq string, data []byte, arrival time.Time) []byte {
-	dst, _, _ = e.appendHead(dst, partitionKey, seq)
+	dst = e.appendHead(dst, partitionKey, seq)
 	dst = base64.StdEncoding.AppendEncode(dst, data)
 	return e.appendID(dst, shardID, seq, arrival)
 }
@@ -86,7 +82,7 @@ func (e *KinesisEncoder) Shard(shardID string) *KinesisShard {
 func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arrival time.Time) Record {
 	r := Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival}
 	if !plainString(partitionKey) {
-		r.JSON, _, _ = k.enc.AppendBase64(nil, k.shardID, partitionKey, seq, dataBase64, arrival)
+		r.JSON = k.enc.appendBase64(nil, k.shardID, partitionKey, seq, dataBase64, arrival)
 		r.JSON = r.JSON[:len(r.JSON):len(r.JSON)]
 		r.Tail = k.enc.Tail()
 		return r
@@ -98,18 +94,32 @@ func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arriv
 
 // append writes r's JSON.
 func (k *KinesisShard) append(dst []byte, r *Record) []byte {
-	dst, _, _ = k.enc.AppendBase64(dst, k.shardID, r.Key, r.Seq, r.JSON, r.Arrival)
-	return append(dst, k.enc.rest...)
+	return append(k.enc.appendBase64(dst, k.shardID, r.Key, r.Seq, r.JSON, r.Arrival), k.enc.rest...)
 }
 
-// epochSecondsLen is the length of AppendEpochSeconds(nil, t).
+// epochSecondsLen is the length of AppendEpochSeconds(nil, t), counted
+// rather than written where AppendEpochSeconds writes integers.
 func epochSecondsLen(t time.Time) int {
-	var b [32]byte
-	return len(AppendEpochSeconds(b[:0], t))
+	ms := t.UnixMilli()
+	if ms < 0 || ms >= maxIntegerEpochMs {
+		var b [32]byte
+		return len(AppendEpochSeconds(b[:0], t))
+	}
+	n := 1
+	for s := ms / 1000; s >= 10; s /= 10 {
+		n++
+	}
+	if frac := ms % 1000; frac != 0 {
+		n += 4 // the point and three digits, less the trailing zeros
+		for ; frac%10 == 0; frac /= 10 {
+			n--
+		}
+	}
+	return n
 }
 
 // Tail is the end of every record's JSON after eventID, for records that
-// AppendHead or AppendBase64 wrote. It must not be written to.
+// AppendHead wrote. It must not be written to.
 func (e *KinesisEncoder) Tail() []byte { return e.rest[:len(e.rest):len(e.rest)] }
 
 // Size is about the length of a record's Lambda JSON with base64Len bytes
@@ -122,19 +132,13 @@ func (e *KinesisEncoder) Size(shardID, partitionKey, seq string, base64Len int) 
 
 const kinesisHead = `{"kinesis":{"kinesisSchemaVersion":"1.0","partitionKey":`
 
-// appendHead writes the record's JSON up to the opening of its data, and
-// says where the key (-1 when escaped) and the sequence number start.
-func (e *KinesisEncoder) appendHead(b []byte, partitionKey, seq string) (out []byte, keyAt, seqAt int) {
+// appendHead writes the record's JSON up to the opening of its data.
+func (e *KinesisEncoder) appendHead(b []byte, partitionKey, seq string) []byte {
 	b = append(b, kinesisHead...)
-	keyAt = len(b) + 1
 	b = appendString(b, partitionKey)
-	if len(b)-keyAt != len(partitionKey)+1 {
-		keyAt = -1 // escaping made it longer
-	}
 	b = append(b, `,"sequenceNumber":"`...)
-	seqAt = len(b)
 	b = append(b, seq...) // decimal digits: nothing to escape
-	return append(b, `","data":"`...), keyAt, seqAt
+	return append(b, `","data":"`...)
 }
 
 // appendTail writes the record's JSON after its data.
@@ -168,6 +172,11 @@ func appendRaw(dst []byte, s string) []byte {
 	return append(dst, s...)
 }
 
+// maxIntegerEpochMs bounds the milliseconds AppendEpochSeconds writes with
+// integers: below it a value has 15 digits or fewer, and its exact decimal
+// is the shortest that reads back as the same float64.
+const maxIntegerEpochMs = 1e15
+
 // AppendEpochSeconds appends t as epoch seconds with up to millisecond
 // precision, the form of Kinesis approximateArrivalTimestamp and DynamoDB
 // ApproximateCreationDateTime (e.g. 1545084650.987): the shortest decimal
@@ -176,7 +185,7 @@ func appendRaw(dst []byte, s string) []byte {
 // without trailing zeros, which integers write several times faster.
 func AppendEpochSeconds(dst []byte, t time.Time) []byte {
 	ms := t.UnixMilli()
-	if ms < 0 || ms >= 1e15 { // 15 digits or fewer: the exact decimal is the shortest
+	if ms < 0 || ms >= maxIntegerEpochMs {
 		return strconv.AppendFloat(dst, float64(ms)/1000, 'f', -1, 64)
 	}
 	dst = strconv.AppendInt(dst, ms/1000, 10)

@@ -66,14 +66,13 @@ func TestKinesisEncodeMatchesLambdaSample(t *testing.T) {
 	if string(rec.JSON) != want {
 		t.Fatalf("got  %s\nwant %s", rec.JSON, want)
 	}
-	// The same record through AppendBase64, with its shared tail.
-	b, keyAt, seqAt := enc.AppendBase64(nil, shardID, partitionKey, seq, []byte(base64.StdEncoding.EncodeToString(data)), arrival)
-	split := Record{JSON: b, Tail: enc.Tail()}
-	if got := string(split.AppendJSON(nil)); got != want || split.Size() != len(want) {
-		t.Fatalf("AppendBase64: got  %s (size %d)\nwant %s", got, split.Size(), want)
-	}
-	if string(b[keyAt:keyAt+len(partitionKey)]) != partitionKey || string(b[seqAt:seqAt+len(seq)]) != seq {
-		t.Fatalf("AppendBase64: key at %d, seq at %d do not point at them in %s", keyAt, seqAt, b)
+	// The same record with its shared tail, and written on demand.
+	split := Record{JSON: enc.AppendHead(nil, shardID, partitionKey, seq, data, arrival), Tail: enc.Tail()}
+	lazy := enc.Shard(shardID).Record(partitionKey, seq, []byte(base64.StdEncoding.EncodeToString(data)), arrival)
+	for _, r := range []Record{split, lazy} {
+		if got := string(r.AppendJSON(nil)); got != want || r.Size() != len(want) {
+			t.Fatalf("got  %s (size %d)\nwant %s", got, r.Size(), want)
+		}
 	}
 }
 
@@ -238,6 +237,9 @@ func TestAppendEpochSecondsMatchesFloatFormat(t *testing.T) {
 		want := strconv.FormatFloat(float64(ms)/1000, 'f', -1, 64)
 		if got := string(AppendEpochSeconds(nil, time.UnixMilli(ms))); got != want {
 			t.Fatalf("ms %d: %s, want %s", ms, got, want)
+		}
+		if n := epochSecondsLen(time.UnixMilli(ms)); n != len(want) {
+			t.Fatalf("ms %d: epochSecondsLen %d, want %d", ms, n, len(want))
 		}
 	}
 	for _, ms := range []int64{0, 1, 10, 100, 999, 1000, 1001, 1010, 1100, 1545084650987, 1545084650900, 1545084650000,

@@ -44,7 +44,6 @@ type recordsProtocol struct {
 	shard  string
 	kshard *event.KinesisShard // made on first use
 
-	body  []byte       // the response body, until records keep it
 	spans []recordSpan // the records of one response, reused
 	recs  []event.Record
 	ok    bool // recs holds the last response's records
@@ -77,7 +76,7 @@ func (p *recordsProtocol) DeserializeResponse(ctx context.Context, schema *smith
 	if !isRecords || resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return p.ClientProtocol.DeserializeResponse(ctx, schema, types, resp, out)
 	}
-	body, err := p.readBody(resp)
+	body, err := readBody(resp)
 	if err != nil {
 		return &smithy.DeserializationError{Err: fmt.Errorf("read GetRecords response: %w", err)}
 	}
@@ -93,19 +92,14 @@ func (p *recordsProtocol) DeserializeResponse(ctx context.Context, schema *smith
 	return nil
 }
 
-// readBody reads the whole body into p.body, a buffer of its own unless
-// the last response went to the SDK: the records of a response keep its
-// body. A buffer far larger than the response is let go, so that one
-// burst does not pin its memory.
-func (p *recordsProtocol) readBody(resp *smithyhttp.Response) ([]byte, error) {
+// readBody reads the whole body into a buffer of its own, of the size the
+// response announces: the records of a response keep its body.
+func readBody(resp *smithyhttp.Response) ([]byte, error) {
 	want := int(resp.ContentLength)
 	if want < 0 || want > 64<<20 {
 		want = 0
 	}
-	if cap(p.body) < want || cap(p.body) > 4*max(want, 64<<10) {
-		p.body = make([]byte, 0, max(want, 512))
-	}
-	b := p.body[:0]
+	b := make([]byte, 0, max(want, 512))
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
@@ -113,7 +107,6 @@ func (p *recordsProtocol) readBody(resp *smithyhttp.Response) ([]byte, error) {
 		n, err := resp.Body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if err == io.EOF {
-			p.body = b
 			return b, nil
 		}
 		if err != nil {
@@ -217,8 +210,6 @@ func (p *recordsProtocol) decode(body []byte, o *kinesis.GetRecordsOutput) error
 	}
 	o.NextShardIterator, o.MillisBehindLatest, o.Records, o.ChildShards = next, behind, nil, nil
 	p.recs, p.ok = p.records(body), true
-	// The records own the body now.
-	p.body = nil
 	return nil
 }
 

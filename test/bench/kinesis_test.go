@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -152,9 +151,10 @@ func TestKinesisThroughput(t *testing.T) {
 		dir := t.TempDir()
 		// With ESMD_BENCH_PROFILE=DIR the first repetition's esmd is
 		// profiled through its admin server.
-		profDir, server := os.Getenv("ESMD_BENCH_PROFILE"), "{listen: off}"
+		profDir, admin, server := os.Getenv("ESMD_BENCH_PROFILE"), "", "{listen: off}"
 		if profDir != "" && rep == 0 {
-			server = fmt.Sprintf("{listen: \"127.0.0.1:%d\", pprof: true}", servers.FreePort(t))
+			admin = fmt.Sprintf("127.0.0.1:%d", servers.FreePort(t))
+			server = fmt.Sprintf("{listen: %q, pprof: true}", admin)
 		}
 		e := startESMD(t, dir, fmt.Sprintf(`server: %s
 aws:
@@ -176,12 +176,11 @@ mappings:
 `, server, ep, s.URL, dir+"/cp.db", arn))
 		start := time.Now()
 		var prof *processProfiler
-		if addr, ok := strings.CutPrefix(server, "{listen: \""); ok {
-			addr, _, _ = strings.Cut(addr, "\"")
-			if !waitFor(context.Background(), 10*time.Second, func() bool { return fetch(context.Background(), "http://"+addr+"/healthz") != nil }) {
+		if admin != "" {
+			if !waitFor(context.Background(), 10*time.Second, func() bool { return fetch(context.Background(), "http://"+admin+"/healthz") != nil }) {
 				t.Fatal("esmd's admin server did not come up")
 			}
-			prof = profileProcess(t, "http://"+addr, profDir, 4)
+			prof = profileProcess(t, "http://"+admin, profDir, 4)
 		}
 		var last procStats
 		ok := waitFor(context.Background(), 5*time.Minute, func() bool {

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/mapping"
 )
@@ -511,20 +513,10 @@ func (s *Source) messageID(idx int, j int64) string {
 	b := mix((uint64(j)^s.idKey[1])&m62, m62, 31)
 	hi := a>>12<<16 | 0x4000 | a&0xfff
 	lo := 0b10<<62 | b
-	var u [16]byte
+	var u uuid.UUID
 	binary.BigEndian.PutUint64(u[:8], hi)
 	binary.BigEndian.PutUint64(u[8:], lo)
-	var out [36]byte
-	hex.Encode(out[0:8], u[0:4])
-	out[8] = '-'
-	hex.Encode(out[9:13], u[4:6])
-	out[13] = '-'
-	hex.Encode(out[14:18], u[6:8])
-	out[18] = '-'
-	hex.Encode(out[19:23], u[8:10])
-	out[23] = '-'
-	hex.Encode(out[24:], u[10:])
-	return string(out[:])
+	return u.String()
 }
 
 // mix scrambles x within the bits of mask (2^n-1, n > shift): odd

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,13 +368,22 @@ func watchdog(t *testing.T, s *sink, idle time.Duration) func() {
 // delivered, how many deliveries repeated an earlier one, and per-key order
 // within each run (a key's counters are consecutive inside one run).
 type ledger struct {
-	mu         sync.Mutex
-	count      map[string]int
-	run        int
-	next       map[string]int // per key, within the current run
-	dups       int
-	runDups    map[int]int
-	violations []string
+	mu    sync.Mutex
+	count map[string]int
+	// ids holds, per data, the stream records (shard and sequence number)
+	// that carried it. A source may hold one data twice, when a write was
+	// retried after the server had applied it (moto sometimes fails a batch
+	// write partway, and the SDK sends it again): that is a second record,
+	// not a second delivery of the first.
+	ids map[string][]string
+	// writerRepeats counts records whose data an earlier record already
+	// carried.
+	writerRepeats int
+	run           int
+	next          map[string]int // per key, within the current run
+	dups          int
+	runDups       map[int]int
+	violations    []string
 	// floor is, per shard, the checkpoint saved when the current run
 	// started ("" for the only shard of a one-shard source): no record at
 	// or before it may come again.
@@ -384,7 +394,7 @@ type ledger struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{count: map[string]int{}, next: map[string]int{}, runDups: map[int]int{}}
+	return &ledger{count: map[string]int{}, ids: map[string][]string{}, next: map[string]int{}, runDups: map[int]int{}}
 }
 
 // setFloor records the checkpoints saved before the next run.
@@ -418,6 +428,18 @@ func (l *ledger) observe(run int, recs []rec) {
 	l.recentN = append(l.recentN, len(recs))
 	for _, r := range recs {
 		d := r.Data
+		id := r.Shard + "/" + r.Seq
+		if l.count[d] > 0 && !slices.Contains(l.ids[d], id) {
+			// The source holds this data in another record too: the
+			// writer repeated it. It is delivered as its own record, in
+			// its own place in the key's order.
+			l.writerRepeats++
+			l.ids[d] = append(l.ids[d], id)
+			continue
+		}
+		if l.count[d] == 0 {
+			l.ids[d] = append(l.ids[d], id)
+		}
 		if l.count[d] > 0 && l.floor != nil {
 			cp, ok := l.floor[r.Shard]
 			if !ok && len(l.floor) == 1 && r.Shard == "" {
@@ -442,7 +464,7 @@ func (l *ledger) observe(run int, recs []rec) {
 		}
 		l.count[d]++
 		if want, ok := l.next[key]; ok && n != want && len(l.violations) < 10 {
-			l.violations = append(l.violations, fmt.Sprintf("run %d, %s: got %d, want %d", run, key, n, want))
+			l.violations = append(l.violations, fmt.Sprintf("run %d, %s: got %d, want %d (record %s, delivered %d times)", run, key, n, want, id, l.count[d]))
 		}
 		l.next[key] = n + 1
 	}
@@ -450,7 +472,7 @@ func (l *ledger) observe(run int, recs []rec) {
 
 // ledgerView is a copy of a ledger's counts.
 type ledgerView struct {
-	dups                int
+	dups, writerRepeats int
 	runDups             map[int]int
 	violations, belowCP []string
 }
@@ -459,7 +481,7 @@ type ledgerView struct {
 func (l *ledger) snap() ledgerView {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	v := ledgerView{dups: l.dups, runDups: map[int]int{}, violations: append([]string(nil), l.violations...), belowCP: append([]string(nil), l.belowCP...)}
+	v := ledgerView{dups: l.dups, writerRepeats: l.writerRepeats, runDups: map[int]int{}, violations: append([]string(nil), l.violations...), belowCP: append([]string(nil), l.belowCP...)}
 	for k, n := range l.runDups {
 		v.runDups[k] = n
 	}

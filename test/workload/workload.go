@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
@@ -81,6 +82,12 @@ func PutItems(t testing.TB, endpoint, table string, recs []Put) {
 			out, err := c.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]dtypes.WriteRequest{table: reqs}})
 			if err != nil {
 				t.Fatalf("batch write: %v", err)
+			}
+			if res, ok := retry.GetAttemptResults(out.ResultMetadata); ok && len(res.Results) > 1 {
+				// An attempt that failed may still have written some
+				// items: the stream then holds them twice.
+				first := reqs[0].PutRequest.Item["data"].(*dtypes.AttributeValueMemberS).Value
+				t.Logf("batch write of %d items from %q took %d attempts; the stream may hold some of them twice", len(reqs), first, len(res.Results))
 			}
 			reqs = out.UnprocessedItems[table]
 		}

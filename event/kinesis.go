@@ -40,20 +40,11 @@ func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, 
 }
 
 // appendBase64 appends the record's Lambda JSON to dst up to the end of
-// eventID (the rest is Tail), for data that is already in standard base64,
+// eventID (the rest is tail), for data that is already in standard base64,
 // as GetRecords sends it: dataBase64 is copied as it is.
 func (e *KinesisEncoder) appendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) []byte {
 	dst = e.appendHead(dst, partitionKey, seq)
 	dst = append(dst, dataBase64...)
-	return e.appendID(dst, shardID, seq, arrival)
-}
-
-// AppendHead appends the record's Lambda JSON to dst, like Encode, up to
-// the end of eventID: the rest is Tail, which the Record's Tail should
-// hold. Many records can so share one buffer and one tail.
-func (e *KinesisEncoder) AppendHead(dst []byte, shardID, partitionKey, seq string, data []byte, arrival time.Time) []byte {
-	dst = e.appendHead(dst, partitionKey, seq)
-	dst = base64.StdEncoding.AppendEncode(dst, data)
 	return e.appendID(dst, shardID, seq, arrival)
 }
 
@@ -84,7 +75,7 @@ func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arriv
 	if !plainString(partitionKey) {
 		r.JSON = k.enc.appendBase64(nil, k.shardID, partitionKey, seq, dataBase64, arrival)
 		r.JSON = r.JSON[:len(r.JSON):len(r.JSON)]
-		r.Tail = k.enc.Tail()
+		r.Tail = k.enc.sharedTail()
 		return r
 	}
 	r.kinesis, r.JSON = k, dataBase64
@@ -118,9 +109,9 @@ func epochSecondsLen(t time.Time) int {
 	return n
 }
 
-// Tail is the end of every record's JSON after eventID, for records that
-// AppendHead wrote. It must not be written to.
-func (e *KinesisEncoder) Tail() []byte { return e.rest[:len(e.rest):len(e.rest)] }
+// tail is the end of every record's JSON after eventID, which records
+// written in two parts share. It must not be written to.
+func (e *KinesisEncoder) sharedTail() []byte { return e.rest[:len(e.rest):len(e.rest)] }
 
 // Size is about the length of a record's Lambda JSON with base64Len bytes
 // of base64 data: exact unless the key or shard ID need escaping, and at

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,10 +67,16 @@ func TestKinesisEncodeMatchesLambdaSample(t *testing.T) {
 	if string(rec.JSON) != want {
 		t.Fatalf("got  %s\nwant %s", rec.JSON, want)
 	}
-	// The same record with its shared tail, and written on demand.
-	split := Record{JSON: enc.AppendHead(nil, shardID, partitionKey, seq, data, arrival), Tail: enc.Tail()}
-	lazy := enc.Shard(shardID).Record(partitionKey, seq, []byte(base64.StdEncoding.EncodeToString(data)), arrival)
-	for _, r := range []Record{split, lazy} {
+	// The same record written on demand, and with a key that must be
+	// escaped at once (and so is written in two parts).
+	b64 := []byte(base64.StdEncoding.EncodeToString(data))
+	lazy := enc.Shard(shardID).Record(partitionKey, seq, b64, arrival)
+	escaped := enc.Shard(shardID).Record("<1>", seq, b64, arrival)
+	wantEscaped := strings.Replace(want, `"partitionKey":"1"`, `"partitionKey":"\u003c1\u003e"`, 1)
+	if got := string(escaped.AppendJSON(nil)); got != wantEscaped || escaped.Size() != len(wantEscaped) || escaped.Tail == nil {
+		t.Fatalf("escaped key: got %s (size %d)\nwant %s", got, escaped.Size(), wantEscaped)
+	}
+	for _, r := range []Record{lazy} {
 		if got := string(r.AppendJSON(nil)); got != want || r.Size() != len(want) {
 			t.Fatalf("got  %s (size %d)\nwant %s", got, r.Size(), want)
 		}

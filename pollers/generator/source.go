@@ -41,7 +41,6 @@ type Source struct {
 	shards   []*shardPlan
 	list     []event.Shard
 	keyNames []string
-	maxKey   int      // the longest key name
 	ddbKeys  [][]byte // typed-JSON Keys per key, for shape=dynamodb
 	pad      []byte   // seeded padding and random payload pool
 	kenc     *event.KinesisEncoder
@@ -65,6 +64,9 @@ type shardPlan struct {
 	count int64   // records to generate; -1 for no limit
 	rate  float64 // records per second; 0 as fast as read
 	ended atomic.Bool
+	// kinesis makes the shard's Kinesis-shaped records, which keep only
+	// their base64 data and write their JSON when a batch is built.
+	kinesis *event.KinesisShard
 }
 
 var _ mapping.Source = (*Source)(nil)
@@ -107,11 +109,13 @@ func New(cfg Config) (*Source, error) {
 	s.shards = make([]*shardPlan, sp.Shards)
 	for i := range s.shards {
 		s.shards[i] = &shardPlan{idx: i, id: fmt.Sprintf("shardId-%012d", i)}
+		if s.kenc != nil {
+			s.shards[i].kinesis = s.kenc.Shard(s.shards[i].id)
+		}
 	}
 	for k := range s.keyNames {
 		name := "key-" + strconv.Itoa(k)
 		s.keyNames[k] = name
-		s.maxKey = max(s.maxKey, len(name))
 		sum := md5.Sum([]byte(name))
 		hi, _ := bits.Mul64(binary.BigEndian.Uint64(sum[:8]), uint64(sp.Shards))
 		sh := s.shards[hi]
@@ -372,11 +376,12 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 	}
 	seqs := string(r.seqs)
 	w := len(seqs) / n
-	// Kinesis-shaped records share one buffer, and their common tail.
+	// Kinesis-shaped records keep their base64 data in one buffer, as
+	// records from GetRecords keep theirs in the response.
 	var buf []byte
 	var at []int
 	if s.kenc != nil {
-		buf = make([]byte, 0, n*(s.kenc.Size(sh.id, "", "", base64.StdEncoding.EncodedLen(s.spec.Size))-len(s.kenc.Tail())+2*w+s.maxKey))
+		buf = make([]byte, 0, n*base64.StdEncoding.EncodedLen(s.spec.Size))
 		at = make([]int, n+1)
 	}
 	for i := range recs {
@@ -395,8 +400,8 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 		switch {
 		case s.kenc != nil:
 			at[i] = len(buf)
-			buf = s.kenc.AppendHead(buf, sh.id, s.keyNames[key], seq, r.data, arrival)
-			recs[i] = event.Record{Key: s.keyNames[key], Seq: seq, ID: seq, Arrival: arrival}
+			buf = base64.StdEncoding.AppendEncode(buf, r.data)
+			recs[i] = event.Record{Key: s.keyNames[key], Seq: seq, Arrival: arrival}
 		case s.senc != nil:
 			recs[i] = s.encodeSQS(sh, j, key, seq, r.data, arrival)
 		default:
@@ -406,9 +411,9 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 	if s.kenc != nil {
 		// buf may have grown: the offsets hold for its final array.
 		at[n] = len(buf)
-		tail := s.kenc.Tail()
 		for i := range recs {
-			recs[i].JSON, recs[i].Tail = buf[at[i]:at[i+1]:at[i+1]], tail
+			rec := &recs[i]
+			*rec = sh.kinesis.Record(rec.Key, rec.Seq, buf[at[i]:at[i+1]:at[i+1]], rec.Arrival)
 		}
 	}
 	s.generated.Add(int64(n))

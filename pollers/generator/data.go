@@ -64,7 +64,7 @@ func parseTemplate(t string) []segment {
 
 // appendTemplate renders the template for one record. {{pad}} fills the
 // data up to Size, counting the template's other parts.
-func (s *Source) appendTemplate(b []byte, sh *shardPlan, key int, n int64, at time.Time, poison bool, seq string, off int) []byte {
+func (s *Source) appendTemplate(b []byte, sh *shardPlan, key int, n int64, at time.Time, poison bool, seq string, off int) ([]byte, padding) {
 	start := len(b)
 	padAt := -1
 	for _, sg := range s.tmpl {
@@ -87,14 +87,16 @@ func (s *Source) appendTemplate(b []byte, sh *shardPlan, key int, n int64, at ti
 			padAt = len(b)
 		}
 	}
+	var pad padding
 	if padAt >= 0 {
 		if padLen := s.spec.Size - (len(b) - start); padLen > 0 {
 			b = append(b, s.pad[off:off+padLen]...)
 			copy(b[padAt+padLen:], b[padAt:len(b)-padLen])
 			copy(b[padAt:], s.pad[off:off+padLen])
+			pad = padding{at: padAt - start, n: padLen, off: off}
 		}
 	}
-	return b
+	return b, pad
 }
 
 // Data is what a generated record's data says about itself.

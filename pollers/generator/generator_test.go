@@ -3,6 +3,7 @@ package generator
 import (
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"math/big"
@@ -386,5 +387,41 @@ func TestParseData(t *testing.T) {
 		if _, ok := ParseData([]byte(bad)); ok {
 			t.Errorf("%s parsed", bad)
 		}
+	}
+}
+
+// TestAppendBase64 checks the copied encodings of padding against the
+// standard encoder, for padding at every alignment in the data and in the
+// pool, of every length up to a few groups, with data around it or not.
+func TestAppendBase64(t *testing.T) {
+	s, err := New(Config{Spec: Spec{Name: "b", Shards: 1, Keys: 1, Count: 1, Size: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name           string
+		prefix, suffix int
+	}{
+		{"padding only", 0, 0},
+		{"data before", 5, 0},
+		{"data after", 0, 2},
+		{"data around", 7, 2},
+		{"data around, aligned", 6, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for at := tc.prefix; at < tc.prefix+3; at++ {
+				for n := 0; n <= 13; n++ {
+					for off := 0; off < 6; off++ {
+						data := []byte(strings.Repeat("<", at))
+						data = append(data, s.pad[off:off+n]...)
+						data = append(data, strings.Repeat(">", tc.suffix)...)
+						got := string(s.appendBase64([]byte("x"), data, padding{at: at, n: n, off: off}))
+						if want := "x" + base64.StdEncoding.EncodeToString(data); got != want {
+							t.Fatalf("at %d, n %d, off %d: got %s, want %s", at, n, off, got, want)
+						}
+					}
+				}
+			}
+		})
 	}
 }

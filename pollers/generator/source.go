@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,8 @@ type Source struct {
 	keyNames []string
 	ddbKeys  [][]byte // typed-JSON Keys per key, for shape=dynamodb
 	pad      []byte   // seeded padding and random payload pool
+	// pad64[a] is pad[a:] in standard base64, for Kinesis-shaped records.
+	pad64    [3][]byte
 	kenc     *event.KinesisEncoder
 	denc     *event.DynamoDBEncoder
 	senc     *event.SQSEncoder
@@ -154,6 +157,11 @@ func New(cfg Config) (*Source, error) {
 			s.pad[i] = byte(st)
 		} else {
 			s.pad[i] = alphabet[st%uint64(len(alphabet))]
+		}
+	}
+	if s.kenc != nil {
+		for a := range s.pad64 {
+			s.pad64[a] = base64.StdEncoding.AppendEncode(nil, s.pad[a:])
 		}
 	}
 	return s, nil
@@ -300,7 +308,7 @@ type reader struct {
 	t0     time.Time
 	timer  *time.Timer
 	data   []byte // scratch for one record's data
-	seqs   []byte // scratch for one read's sequence numbers
+	seq    []byte // scratch for one sequence number
 }
 
 // pick returns the index, in the shard's key list, of record j's key.
@@ -370,19 +378,22 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 	s, sh := r.src, r.sh
 	recs := make([]event.Record, n)
 	// One string holds the sequence numbers of the whole read.
-	r.seqs = r.seqs[:0]
+	r.seq = appendSeq(r.seq[:0], sh.idx, r.next)
+	w := len(r.seq)
+	var sb strings.Builder
+	sb.Grow(n * w)
 	for i := 0; i < n; i++ {
-		r.seqs = appendSeq(r.seqs, sh.idx, r.next+int64(i))
+		if i > 0 {
+			incDecimal(r.seq)
+		}
+		sb.Write(r.seq)
 	}
-	seqs := string(r.seqs)
-	w := len(seqs) / n
+	seqs := sb.String()
 	// Kinesis-shaped records keep their base64 data in one buffer, as
 	// records from GetRecords keep theirs in the response.
 	var buf []byte
-	var at []int
 	if s.kenc != nil {
 		buf = make([]byte, 0, n*base64.StdEncoding.EncodedLen(s.spec.Size))
-		at = make([]int, n+1)
 	}
 	for i := range recs {
 		j := r.next
@@ -396,40 +407,69 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 		}
 		seq := seqs[i*w : (i+1)*w]
 		poison := s.spec.Poison > 0 && float64(s.draw(sh.idx, j, 2)>>11)/(1<<53) < s.spec.Poison
-		r.data = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, poison, seq)
+		var pad padding
+		r.data, pad = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, poison, seq)
 		switch {
 		case s.kenc != nil:
-			at[i] = len(buf)
-			buf = base64.StdEncoding.AppendEncode(buf, r.data)
-			recs[i] = event.Record{Key: s.keyNames[key], Seq: seq, Arrival: arrival}
+			// Should buf grow, the records before keep its old array.
+			from := len(buf)
+			buf = s.appendBase64(buf, r.data, pad)
+			recs[i] = sh.kinesis.Record(s.keyNames[key], seq, buf[from:len(buf):len(buf)], arrival)
 		case s.senc != nil:
 			recs[i] = s.encodeSQS(sh, j, key, seq, r.data, arrival)
 		default:
 			recs[i] = s.encodeDynamoDB(key, seq, r.data, arrival)
 		}
 	}
-	if s.kenc != nil {
-		// buf may have grown: the offsets hold for its final array.
-		at[n] = len(buf)
-		for i := range recs {
-			rec := &recs[i]
-			*rec = sh.kinesis.Record(rec.Key, rec.Seq, buf[at[i]:at[i+1]:at[i+1]], rec.Arrival)
-		}
-	}
 	s.generated.Add(int64(n))
 	return recs
 }
 
-// appendData appends the data of record j.
-func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, at time.Time, poison bool, seq string) []byte {
+// incDecimal adds one to the decimal number that ends b, in place.
+func incDecimal(b []byte) {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] != '9' {
+			b[i]++
+			return
+		}
+		b[i] = '0'
+	}
+}
+
+// padding says where a record's data holds a piece of the pad pool:
+// data[at:at+n] is pad[off:off+n].
+type padding struct{ at, n, off int }
+
+// appendBase64 appends data in standard base64. The whole 3-byte groups of
+// its padding are copied from the pad pool's encodings instead of encoded:
+// most of a generated record's data is padding.
+func (s *Source) appendBase64(dst, data []byte, p padding) []byte {
+	enc := base64.StdEncoding
+	head := (p.at + 2) / 3 * 3 // the first group boundary inside the padding
+	groups := (p.at + p.n - head) / 3
+	if s.pad64[0] == nil || groups <= 0 {
+		return enc.AppendEncode(dst, data)
+	}
+	dst = enc.AppendEncode(dst, data[:head])
+	from := p.off + head - p.at // where data[head] is in the pool
+	a := from % 3
+	i := from / 3 * 4
+	dst = append(dst, s.pad64[a][i:i+groups*4]...)
+	return enc.AppendEncode(dst, data[head+groups*3:])
+}
+
+// appendData appends the data of record j, and says where its padding is,
+// from the start of the data.
+func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, at time.Time, poison bool, seq string) ([]byte, padding) {
 	size := s.spec.Size
 	off := int(s.draw(sh.idx, j, 3) % uint64(len(s.pad)-size))
 	if s.spec.Payload == PayloadRandom {
-		return append(b, s.pad[off:off+size]...)
+		return append(b, s.pad[off:off+size]...), padding{n: size, off: off}
 	}
 	if s.tmpl != nil {
 		return s.appendTemplate(b, sh, key, n, at, poison, seq, off)
 	}
+	start := len(b)
 	b = append(b, `{"k":"`...)
 	b = append(b, s.keyNames[key]...)
 	b = append(b, `","n":`...)
@@ -439,10 +479,12 @@ func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, 
 	b = append(b, `,"poison":`...)
 	b = strconv.AppendBool(b, poison)
 	b = append(b, `,"pad":"`...)
-	if padLen := size - len(b) - 2; padLen > 0 {
+	var pad padding
+	if padLen := size - (len(b) - start) - 2; padLen > 0 {
+		pad = padding{at: len(b) - start, n: padLen, off: off}
 		b = append(b, s.pad[off:off+padLen]...)
 	}
-	return append(b, `"}`...)
+	return append(b, `"}`...), pad
 }
 
 // encodeDynamoDB makes an INSERT of item {pk: key, data: <data as string>}.

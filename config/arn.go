@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/esmd-dev/esmd/internal/names"
 	"github.com/esmd-dev/esmd/pollers/generator"
 )
 
@@ -105,8 +106,8 @@ var (
 	partitionRE = regexp.MustCompile(`^aws[a-zA-Z0-9-]*$`)
 	accountRE   = regexp.MustCompile(`^[0-9]{12}$`)
 	// Stream, table, queue and consumer names: letters, digits, _ . -
-	nameRE        = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,255}$`)
-	regionRE      = regexp.MustCompile(`^[a-zA-Z0-9-]{1,64}$`)
+	nameRE        = names.New(`^[a-zA-Z0-9_.-]+$`, 1, 255)
+	regionRE      = names.New(`^[a-zA-Z0-9-]+$`, 1, 64)
 	errSourceForm = errors.New("expected arn:aws:kinesis:REGION:ACCOUNT:stream/NAME[/consumer/NAME:TIMESTAMP], " +
 		"arn:aws:dynamodb:REGION:ACCOUNT:table/TABLE/stream/LABEL or arn:aws:sqs:REGION:ACCOUNT:QUEUE")
 )
@@ -233,9 +234,9 @@ const destinationForms = "expected an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:
 	"file:///PATH.jsonl or an http(s):// URL"
 
 var (
-	bucketRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
-	kafkaTopicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
-	snsTopicRE   = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,256}(\.fifo)?$`)
+	bucketRE     = names.New(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
+	kafkaTopicRE = names.KafkaTopic
+	snsTopicRE   = names.New(`^[a-zA-Z0-9_-]+(\.fifo)?$`, 1, 256)
 )
 
 // ParseDestination parses an on-failure destination.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/esmd-dev/esmd/internal/names"
 	"github.com/google/uuid"
 )
 
@@ -47,8 +48,8 @@ const (
 var mappingNamespace = uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/esmd-dev/esmd#event-source-mapping"))
 
 var (
-	functionNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
-	mappingNameRE  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
+	functionNameRE = names.New(`^[a-zA-Z0-9_-]+$`, 1, 64)
+	mappingNameRE  = names.New(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`, 1, 128)
 	headerNameRE   = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 )
 

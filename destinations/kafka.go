@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/internal/names"
 	"github.com/esmd-dev/esmd/mapping"
 )
 
@@ -24,8 +24,6 @@ const (
 	kafkaWriteTimeout = 10 * time.Second
 	kafkaReadTimeout  = 10 * time.Second
 )
-
-var kafkaTopicRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
 
 // Kafka publishes failure records to a Kafka topic with segmentio/kafka-go.
 // The message value is the failure record's JSON (without the records, as
@@ -58,7 +56,7 @@ var _ mapping.Destination = (*Kafka)(nil)
 func NewKafka(target string, logger *slog.Logger) (*Kafka, error) {
 	rest, ok := strings.CutPrefix(target, "kafka://")
 	hosts, topic, _ := strings.Cut(rest, "/")
-	if !ok || hosts == "" || !kafkaTopicRE.MatchString(topic) {
+	if !ok || hosts == "" || !names.KafkaTopic.MatchString(topic) {
 		return nil, fmt.Errorf("%w %q: want kafka://HOST:PORT[,HOST:PORT]/TOPIC", ErrInvalidTarget, target)
 	}
 	var brokers []string

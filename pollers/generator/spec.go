@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/esmd-dev/esmd/event"
+	"github.com/esmd-dev/esmd/internal/names"
 )
 
 // Scheme is the URL scheme of generator sources.
@@ -76,7 +76,7 @@ type Spec struct {
 	ReadSize int
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+var nameRE = names.New(`^[a-zA-Z0-9_.-]+$`, 1, 128)
 
 // ParseURL parses generator://NAME?key=value&… into a Spec with its
 // defaults applied. Keys: shards, rate, keys, size, count, duration, seed,

@@ -161,7 +161,7 @@ esmd: {pollInterval: 50ms}`, batch, lanes))
 	}
 	t.Logf("duplicates: %d in all, at most %d per crash (in-memory bound %d per crash, plus the last save's lag)", l.snap().dups, worst, bound)
 	if n := l.snap().writerRepeats; n > 0 {
-		t.Logf("%d records carry data that an earlier record of the stream already carried (a write the client retried after the server applied it); each was delivered as its own record", n)
+		t.Logf("%d records carry data that an earlier record of the stream already carried (a write the client retried after the server applied it), each in its place in the stream", n)
 	}
 	result(t, "kill -9 x"+strconv.Itoa(src.crashes)+", "+src.name, src.crashes, src.records, len(lost), l.snap().dups, spread(recoveries))
 }

@@ -371,22 +371,24 @@ type ledger struct {
 	mu    sync.Mutex
 	count map[string]int
 	// ids holds, per data, the stream records (shard and sequence number)
-	// that carried it. A source may hold one data twice, when a write was
-	// retried after the server had applied it (moto sometimes fails a batch
-	// write partway, and the SDK sends it again): that is a second record,
-	// not a second delivery of the first.
+	// that carried it. A source may hold one data twice, when the SDK
+	// retried a write that the server had applied (all or part of a batch)
+	// but not answered: that is a second record, not a second delivery of
+	// the first.
 	ids map[string][]string
-	// writerRepeats counts records whose data an earlier record already
-	// carried.
+	// writerRepeats counts records whose data an earlier record of the
+	// same shard already carried; such a record must come after that one,
+	// and straight after it in its key's order.
 	writerRepeats int
 	run           int
-	next          map[string]int // per key, within the current run
+	next          map[string]int    // per key, within the current run
+	last          map[string]string // per key, the record last delivered in the current run
 	dups          int
 	runDups       map[int]int
 	violations    []string
 	// floor is, per shard, the checkpoint saved when the current run
 	// started ("" for the only shard of a one-shard source): no record at
-	// or before it may come again.
+	// or before it may come in that run.
 	floor    map[string]string
 	belowCP  []string
 	recentAt []time.Time // delivery time of each observed record batch
@@ -394,7 +396,7 @@ type ledger struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{count: map[string]int{}, ids: map[string][]string{}, next: map[string]int{}, runDups: map[int]int{}}
+	return &ledger{count: map[string]int{}, ids: map[string][]string{}, next: map[string]int{}, last: map[string]string{}, runDups: map[int]int{}}
 }
 
 // setFloor records the checkpoints saved before the next run.
@@ -423,24 +425,33 @@ func (l *ledger) observe(run int, recs []rec) {
 	if run != l.run {
 		l.run = run
 		l.next = map[string]int{}
+		l.last = map[string]string{}
 	}
 	l.recentAt = append(l.recentAt, time.Now())
 	l.recentN = append(l.recentN, len(recs))
 	for _, r := range recs {
 		d := r.Data
 		id := r.Shard + "/" + r.Seq
-		if l.count[d] > 0 && !slices.Contains(l.ids[d], id) {
-			// The source holds this data in another record too: the
-			// writer repeated it. It is delivered as its own record, in
-			// its own place in the key's order.
-			l.writerRepeats++
-			l.ids[d] = append(l.ids[d], id)
-			continue
+		copies := l.ids[d]
+		copyAt := slices.Index(copies, id)
+		if copyAt >= 0 {
+			l.dups++
+			l.runDups[run]++
+		} else {
+			if len(copies) > 0 {
+				// The source holds this data in another record too. Only
+				// a later record of the same shard can be the writer's
+				// second copy; anything else is esmd changing a record.
+				if prev := copies[len(copies)-1]; !sameShardAfter(prev, id) && len(l.violations) < 10 {
+					l.violations = append(l.violations, fmt.Sprintf("run %d: %s came in record %s, not after its earlier record %s", run, d, id, prev))
+				}
+				l.writerRepeats++
+			}
+			copyAt = len(copies)
+			l.ids[d] = append(copies, id)
 		}
-		if l.count[d] == 0 {
-			l.ids[d] = append(l.ids[d], id)
-		}
-		if l.count[d] > 0 && l.floor != nil {
+		l.count[d]++
+		if l.floor != nil {
 			cp, ok := l.floor[r.Shard]
 			if !ok && len(l.floor) == 1 && r.Shard == "" {
 				for _, v := range l.floor {
@@ -458,16 +469,23 @@ func (l *ledger) observe(run int, recs []rec) {
 		key := d[:i]
 		var n int
 		fmt.Sscanf(d[i+1:], "%d", &n)
-		if l.count[d] > 0 {
-			l.dups++
-			l.runDups[run]++
-		}
-		l.count[d]++
-		if want, ok := l.next[key]; ok && n != want && len(l.violations) < 10 {
+		want, ok := l.next[key]
+		// A key's counters rise by one, except that the writer's second
+		// copy of a counter comes straight after its first.
+		inOrder := !ok || n == want || (n == want-1 && copyAt > 0 && l.last[key] == l.ids[d][copyAt-1])
+		if !inOrder && len(l.violations) < 10 {
 			l.violations = append(l.violations, fmt.Sprintf("run %d, %s: got %d, want %d (record %s, delivered %d times)", run, key, n, want, id, l.count[d]))
 		}
 		l.next[key] = n + 1
+		l.last[key] = id
 	}
+}
+
+// sameShardAfter reports whether record id b (shard/seq) comes after record
+// id a in the same shard.
+func sameShardAfter(a, b string) bool {
+	ai, bi := strings.LastIndexByte(a, '/'), strings.LastIndexByte(b, '/')
+	return a[:ai] == b[:bi] && !seqLE(b[bi+1:], a[ai+1:])
 }
 
 // ledgerView is a copy of a ledger's counts.
@@ -557,4 +575,43 @@ func mappingYAML(arn, extra string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestLedger checks the ledger's own verdicts: re-deliveries and order,
+// with the writer's second copies of a record's data.
+func TestLedger(t *testing.T) {
+	a := rec{Seq: "10", Data: "k:5"}
+	b := rec{Seq: "11", Data: "k:5"} // the writer's second copy of a
+	c := rec{Seq: "12", Data: "k:6"}
+	other := rec{Seq: "11", Shard: "s2", Data: "k:5"}
+	type call struct {
+		run  int
+		recs []rec
+	}
+	for _, tt := range []struct {
+		name          string
+		calls         []call
+		dups, repeats int
+		violations    int
+	}{
+		{"in order", []call{{0, []rec{a, c}}}, 0, 0, 0},
+		{"a second copy after the first", []call{{0, []rec{a, b, c}}}, 0, 1, 0},
+		{"both copies again after a crash", []call{{0, []rec{a, b}}, {1, []rec{a, b, c}}}, 2, 1, 0},
+		{"a record twice in one run", []call{{0, []rec{a, c, a}}}, 1, 0, 1},
+		{"a second copy out of its place", []call{{0, []rec{a, c, b}}}, 0, 1, 1},
+		{"the copies reversed in a later run", []call{{0, []rec{a}}, {1, []rec{b, a}}}, 1, 1, 1},
+		{"a copy in another shard", []call{{0, []rec{a, other}}}, 0, 1, 1},
+		{"a counter skipped", []call{{0, []rec{{Seq: "1", Data: "k:1"}, {Seq: "2", Data: "k:3"}}}}, 0, 0, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLedger()
+			for _, c := range tt.calls {
+				l.observe(c.run, c.recs)
+			}
+			v := l.snap()
+			if v.dups != tt.dups || v.writerRepeats != tt.repeats || len(v.violations) != tt.violations {
+				t.Fatalf("dups %d, writer repeats %d, violations %q; want %d, %d and %d violations", v.dups, v.writerRepeats, v.violations, tt.dups, tt.repeats, tt.violations)
+			}
+		})
+	}
 }

@@ -19,6 +19,7 @@ import (
 	dtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/esmd-dev/esmd/test/servers"
 )
@@ -65,6 +66,7 @@ func PutRecords(t testing.TB, endpoint, stream string, recs []Put) []ktypes.PutR
 		if n := aws.ToInt32(res.FailedRecordCount); n > 0 {
 			t.Fatalf("put records: %d failed", n)
 		}
+		logRetried(t, res.ResultMetadata, len(chunk), string(chunk[0].Data))
 		out = append(out, res.Records...)
 	}
 	return out
@@ -83,12 +85,7 @@ func PutItems(t testing.TB, endpoint, table string, recs []Put) {
 			if err != nil {
 				t.Fatalf("batch write: %v", err)
 			}
-			if res, ok := retry.GetAttemptResults(out.ResultMetadata); ok && len(res.Results) > 1 {
-				// An attempt that failed may still have written some
-				// items: the stream then holds them twice.
-				first := reqs[0].PutRequest.Item["data"].(*dtypes.AttributeValueMemberS).Value
-				t.Logf("batch write of %d items from %q took %d attempts; the stream may hold some of them twice", len(reqs), first, len(res.Results))
-			}
+			logRetried(t, out.ResultMetadata, len(reqs), reqs[0].PutRequest.Item["data"].(*dtypes.AttributeValueMemberS).Value)
 			reqs = out.UnprocessedItems[table]
 		}
 	}
@@ -106,6 +103,16 @@ func PutItems(t testing.TB, endpoint, table string, recs []Put) {
 		}}})
 	}
 	flush(batch)
+}
+
+// logRetried says when the SDK sent a write more than once: an attempt
+// that failed may still have been applied, and the stream then holds some
+// of its records twice.
+func logRetried(t testing.TB, md middleware.Metadata, n int, first string) {
+	t.Helper()
+	if res, ok := retry.GetAttemptResults(md); ok && len(res.Results) > 1 {
+		t.Logf("a write of %d records from %q took %d attempts; the stream may hold some of them twice", n, first, len(res.Results))
+	}
 }
 
 // Rec is one record of any source, reduced to its key (partition key, the

@@ -40,7 +40,7 @@ func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, 
 }
 
 // appendBase64 appends the record's Lambda JSON to dst up to the end of
-// eventID (the rest is tail), for data that is already in standard base64,
+// eventID (the rest is the shared tail), for data that is already in standard base64,
 // as GetRecords sends it: dataBase64 is copied as it is.
 func (e *KinesisEncoder) appendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) []byte {
 	dst = e.appendHead(dst, partitionKey, seq)
@@ -109,7 +109,7 @@ func epochSecondsLen(t time.Time) int {
 	return n
 }
 
-// tail is the end of every record's JSON after eventID, which records
+// sharedTail is the end of every record's JSON after eventID, which records
 // written in two parts share. It must not be written to.
 func (e *KinesisEncoder) sharedTail() []byte { return e.rest[:len(e.rest):len(e.rest)] }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,7 +160,7 @@ func New(cfg Config) (*Source, error) {
 			s.pad[i] = alphabet[st%uint64(len(alphabet))]
 		}
 	}
-	if s.kenc != nil {
+	if s.kenc != nil && (s.tmpl == nil || slices.ContainsFunc(s.tmpl, func(sg segment) bool { return sg.ph == "pad" })) {
 		for a := range s.pad64 {
 			s.pad64[a] = base64.StdEncoding.AppendEncode(nil, s.pad[a:])
 		}

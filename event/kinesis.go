@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/base64"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -34,7 +35,7 @@ func NewKinesisEncoder(region, streamARN, invokeIdentityARN string) *KinesisEnco
 func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, arrival time.Time) Record {
 	b := make([]byte, 0, e.Size(shardID, partitionKey, seq, base64.StdEncoding.EncodedLen(len(data))))
 	b = e.appendHead(b, partitionKey, seq)
-	b = base64.StdEncoding.AppendEncode(b, data)
+	b = AppendBase64(b, data)
 	b = e.appendTail(b, shardID, seq, arrival)
 	return Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival, JSON: b}
 }
@@ -56,12 +57,16 @@ func (e *KinesisEncoder) appendBase64(dst []byte, shardID, partitionKey, seq str
 type KinesisShard struct {
 	enc     *KinesisEncoder
 	shardID string
-	fixed   int // the JSON's bytes besides key, sequence number, data and arrival
+	// mid is the JSON between the arrival time and the sequence number in
+	// eventID: the fields in between and the shard ID, escaped.
+	mid   []byte
+	fixed int // the JSON's bytes besides key, sequence number, data and arrival
 }
 
 // Shard returns a KinesisShard for the records of shardID.
 func (e *KinesisEncoder) Shard(shardID string) *KinesisShard {
 	k := &KinesisShard{enc: e, shardID: shardID}
+	k.mid = append(appendRaw(append([]byte(nil), e.tail...), shardID), ':')
 	k.fixed = len(k.append(nil, &Record{})) - len(AppendEpochSeconds(nil, time.Time{}))
 	return k
 }
@@ -85,7 +90,14 @@ func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arriv
 
 // append writes r's JSON.
 func (k *KinesisShard) append(dst []byte, r *Record) []byte {
-	return append(k.enc.appendBase64(dst, k.shardID, r.Key, r.Seq, r.JSON, r.Arrival), k.enc.rest...)
+	dst = slices.Grow(dst, r.size)
+	dst = k.enc.appendHead(dst, r.Key, r.Seq)
+	dst = append(dst, r.JSON...)
+	dst = append(dst, `","approximateArrivalTimestamp":`...)
+	dst = AppendEpochSeconds(dst, r.Arrival)
+	dst = append(dst, k.mid...)
+	dst = append(dst, r.Seq...)
+	return append(dst, k.enc.rest...)
 }
 
 // epochSecondsLen is the length of AppendEpochSeconds(nil, t), counted

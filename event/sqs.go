@@ -158,7 +158,7 @@ func appendSQSAttribute(b []byte, a SQSMessageAttribute) []byte {
 	}
 	if len(a.BinaryValue) > 0 {
 		b = append(b, `"binaryValue":"`...)
-		b = base64.StdEncoding.AppendEncode(b, a.BinaryValue)
+		b = AppendBase64(b, a.BinaryValue)
 		b = append(b, `",`...)
 	}
 	b = append(b, `"stringListValues":[`...)
@@ -174,7 +174,7 @@ func appendSQSAttribute(b []byte, a SQSMessageAttribute) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, v)
+		b = AppendBase64(b, v)
 		b = append(b, '"')
 	}
 	b = append(b, `],"dataType":`...)

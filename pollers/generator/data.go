@@ -64,7 +64,7 @@ func parseTemplate(t string) []segment {
 
 // appendTemplate renders the template for one record. {{pad}} fills the
 // data up to Size, counting the template's other parts.
-func (s *Source) appendTemplate(b []byte, sh *shardPlan, key int, n int64, at time.Time, poison bool, seq string, off int) ([]byte, padding) {
+func (s *Source) appendTemplate(b []byte, sh *shardPlan, key int, n int64, at time.Time, nanos *nanosText, poison bool, seq string, off int) ([]byte, padding) {
 	start := len(b)
 	padAt := -1
 	for _, sg := range s.tmpl {
@@ -76,7 +76,7 @@ func (s *Source) appendTemplate(b []byte, sh *shardPlan, key int, n int64, at ti
 		case "n":
 			b = strconv.AppendInt(b, n, 10)
 		case "t":
-			b = strconv.AppendInt(b, at.UnixNano(), 10)
+			b = nanos.append(b, at)
 		case "poison":
 			b = strconv.AppendBool(b, poison)
 		case "seq":

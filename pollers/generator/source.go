@@ -162,7 +162,7 @@ func New(cfg Config) (*Source, error) {
 	}
 	if s.kenc != nil && (s.tmpl == nil || slices.ContainsFunc(s.tmpl, func(sg segment) bool { return sg.ph == "pad" })) {
 		for a := range s.pad64 {
-			s.pad64[a] = base64.StdEncoding.AppendEncode(nil, s.pad[a:])
+			s.pad64[a] = event.AppendBase64(nil, s.pad[a:])
 		}
 	}
 	return s, nil
@@ -310,6 +310,7 @@ type reader struct {
 	timer  *time.Timer
 	data   []byte // scratch for one record's data
 	seq    []byte // scratch for one sequence number
+	nanos  nanosText
 }
 
 // pick returns the index, in the shard's key list, of record j's key.
@@ -409,7 +410,7 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 		seq := seqs[i*w : (i+1)*w]
 		poison := s.spec.Poison > 0 && float64(s.draw(sh.idx, j, 2)>>11)/(1<<53) < s.spec.Poison
 		var pad padding
-		r.data, pad = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, poison, seq)
+		r.data, pad = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, &r.nanos, poison, seq)
 		switch {
 		case s.kenc != nil:
 			// Should buf grow, the records before keep its old array.
@@ -437,6 +438,21 @@ func incDecimal(b []byte) {
 	}
 }
 
+// nanosText caches the decimal text of a time in Unix nanoseconds: the
+// records of a read generated as fast as they are read share one arrival
+// time.
+type nanosText struct {
+	ns   int64
+	text []byte
+}
+
+func (c *nanosText) append(b []byte, t time.Time) []byte {
+	if ns := t.UnixNano(); c.text == nil || ns != c.ns {
+		c.ns, c.text = ns, strconv.AppendInt(c.text[:0], ns, 10)
+	}
+	return append(b, c.text...)
+}
+
 // padding says where a record's data holds a piece of the pad pool:
 // data[at:at+n] is pad[off:off+n].
 type padding struct{ at, n, off int }
@@ -445,30 +461,29 @@ type padding struct{ at, n, off int }
 // its padding are copied from the pad pool's encodings instead of encoded:
 // most of a generated record's data is padding.
 func (s *Source) appendBase64(dst, data []byte, p padding) []byte {
-	enc := base64.StdEncoding
 	head := (p.at + 2) / 3 * 3 // the first group boundary inside the padding
 	groups := (p.at + p.n - head) / 3
 	if s.pad64[0] == nil || groups <= 0 {
-		return enc.AppendEncode(dst, data)
+		return event.AppendBase64(dst, data)
 	}
-	dst = enc.AppendEncode(dst, data[:head])
+	dst = event.AppendBase64(dst, data[:head])
 	from := p.off + head - p.at // where data[head] is in the pool
 	a := from % 3
 	i := from / 3 * 4
 	dst = append(dst, s.pad64[a][i:i+groups*4]...)
-	return enc.AppendEncode(dst, data[head+groups*3:])
+	return event.AppendBase64(dst, data[head+groups*3:])
 }
 
 // appendData appends the data of record j, and says where its padding is,
 // from the start of the data.
-func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, at time.Time, poison bool, seq string) ([]byte, padding) {
+func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, at time.Time, nanos *nanosText, poison bool, seq string) ([]byte, padding) {
 	size := s.spec.Size
 	off := int(s.draw(sh.idx, j, 3) % uint64(len(s.pad)-size))
 	if s.spec.Payload == PayloadRandom {
 		return append(b, s.pad[off:off+size]...), padding{n: size, off: off}
 	}
 	if s.tmpl != nil {
-		return s.appendTemplate(b, sh, key, n, at, poison, seq, off)
+		return s.appendTemplate(b, sh, key, n, at, nanos, poison, seq, off)
 	}
 	start := len(b)
 	b = append(b, `{"k":"`...)
@@ -476,7 +491,7 @@ func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, 
 	b = append(b, `","n":`...)
 	b = strconv.AppendInt(b, n, 10)
 	b = append(b, `,"t":`...)
-	b = strconv.AppendInt(b, at.UnixNano(), 10)
+	b = nanos.append(b, at)
 	b = append(b, `,"poison":`...)
 	b = strconv.AppendBool(b, poison)
 	b = append(b, `,"pad":"`...)

@@ -76,18 +76,18 @@ func Run(t *testing.T, tg Target) {
 	if errType == "" {
 		errType = functions.ErrorType
 	}
-	call := func(t *testing.T, c functions.Command, within time.Duration) (*mapping.Response, error, time.Duration) {
+	call := func(t *testing.T, c functions.Command, within time.Duration) (*mapping.Response, time.Duration, error) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(t.Context(), within)
 		defer cancel()
 		start := time.Now()
 		resp, err := Invoke(ctx, tg.Invoker, functions.Event(c, 0))
-		return resp, err, time.Since(start)
+		return resp, time.Since(start), err
 	}
 	// serves checks that the function answers an ok event again.
 	serves := func(t *testing.T) {
 		t.Helper()
-		resp, err, _ := call(t, functions.Command{Do: functions.DoOK}, recovery)
+		resp, _, err := call(t, functions.Command{Do: functions.DoOK}, recovery)
 		if err != nil {
 			t.Fatalf("the function does not serve again: %v", err)
 		}
@@ -95,7 +95,7 @@ func Run(t *testing.T, tg Target) {
 	}
 
 	t.Run("success", func(t *testing.T) {
-		resp, err, _ := call(t, functions.Command{Do: functions.DoOK}, recovery)
+		resp, _, err := call(t, functions.Command{Do: functions.DoOK}, recovery)
 		if err != nil {
 			t.Fatalf("Invoke: %v", err)
 		}
@@ -106,7 +106,7 @@ func Run(t *testing.T, tg Target) {
 	})
 
 	t.Run("function error", func(t *testing.T) {
-		_, err, _ := call(t, functions.Command{Do: functions.DoError, Message: "boom 42"}, recovery)
+		_, _, err := call(t, functions.Command{Do: functions.DoError, Message: "boom 42"}, recovery)
 		fe := wantFunctionError(t, err)
 		if fe.Type != errType || fe.Message != "boom 42" || fe.Timeout {
 			t.Errorf("FunctionError = %+v, want Type %q, Message %q, no timeout", fe, errType, "boom 42")
@@ -115,7 +115,7 @@ func Run(t *testing.T, tg Target) {
 	})
 
 	t.Run("panic", func(t *testing.T) {
-		_, err, _ := call(t, functions.Command{Do: functions.DoPanic, Message: "oh no"}, recovery)
+		_, _, err := call(t, functions.Command{Do: functions.DoPanic, Message: "oh no"}, recovery)
 		fe := wantFunctionError(t, err)
 		if fe.Timeout {
 			t.Errorf("FunctionError = %+v: a panic is not a timeout", fe)
@@ -127,7 +127,7 @@ func Run(t *testing.T, tg Target) {
 		if !tg.Exits {
 			t.Skip("the function's process is not esmd's to watch")
 		}
-		_, err, _ := call(t, functions.Command{Do: functions.DoExit}, recovery)
+		_, _, err := call(t, functions.Command{Do: functions.DoExit}, recovery)
 		fe := wantFunctionError(t, err)
 		if fe.Timeout {
 			t.Errorf("FunctionError = %+v: an exit is not a timeout", fe)
@@ -140,7 +140,7 @@ func Run(t *testing.T, tg Target) {
 			t.Skip("no timeout configured")
 		}
 		sleep := 3 * tg.Timeout
-		_, err, took := call(t, functions.Command{Do: functions.DoSleep, Ms: int(sleep / time.Millisecond)}, tg.Timeout+recovery)
+		_, took, err := call(t, functions.Command{Do: functions.DoSleep, Ms: int(sleep / time.Millisecond)}, tg.Timeout+recovery)
 		fe := wantFunctionError(t, err)
 		if !fe.Timeout {
 			t.Errorf("FunctionError = %+v, want Timeout", fe)
@@ -155,7 +155,7 @@ func Run(t *testing.T, tg Target) {
 		if !tg.Throttles {
 			t.Skip("the function cannot throttle")
 		}
-		_, err, _ := call(t, functions.Command{Do: functions.DoThrottle}, recovery)
+		_, _, err := call(t, functions.Command{Do: functions.DoThrottle}, recovery)
 		var te *mapping.ThrottleError
 		if !errors.As(err, &te) {
 			t.Fatalf("err = %v (%T), want *mapping.ThrottleError", err, err)
@@ -167,7 +167,7 @@ func Run(t *testing.T, tg Target) {
 
 	t.Run("partial response", func(t *testing.T) {
 		partial := `{"batchItemFailures":[{"itemIdentifier":"49590338271490256608559692538361571095921575989136588898"},{"itemIdentifier":"49590338271490256608559692540925702759324208523137515618"}]}`
-		resp, err, _ := call(t, functions.Command{Do: functions.DoPartial, Response: json.RawMessage(partial)}, recovery)
+		resp, _, err := call(t, functions.Command{Do: functions.DoPartial, Response: json.RawMessage(partial)}, recovery)
 		if err != nil {
 			t.Fatalf("Invoke: %v", err)
 		}
@@ -237,7 +237,7 @@ func Run(t *testing.T, tg Target) {
 		errs := make(chan error, n)
 		for i := range n {
 			wg.Go(func() {
-				resp, err, _ := call(t, functions.Command{Do: functions.DoPartial, Response: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}, recovery)
+				resp, _, err := call(t, functions.Command{Do: functions.DoPartial, Response: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}, recovery)
 				if err != nil {
 					errs <- err
 					return

@@ -324,7 +324,8 @@ func TestSQSEmptyLongPollWaits(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
-		QueueUrl:       aws.String(url),
+		QueueUrl: aws.String(url),
+		//lint:ignore SA1019 this checks that the server still honours the older parameter
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll},
 	})
 	if err != nil || len(out.Messages) != 1 {

@@ -202,7 +202,7 @@ func New(cfg Config) (*Invoker, error) {
 	for i := range cfg.Concurrency {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			inv.Close()
+			_ = inv.Close() // the listen error is the one to report
 			return nil, fmt.Errorf("runtime function %s: listen: %w", cfg.Name, err)
 		}
 		s := &slot{inv: inv, n: i, ln: ln, log: inv.log.With("process", i)}

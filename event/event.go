@@ -34,15 +34,10 @@ type Record struct {
 	ID string
 	// Arrival is when the source received the record.
 	Arrival time.Time
-	// JSON is the record's Lambda JSON, encoded once when it was read; when
-	// Tail is set, its first part. Records of a KinesisShard write their
-	// JSON when asked and keep their base64 data here instead: read a
-	// record's JSON with AppendJSON.
+	// JSON is the record's Lambda JSON, encoded once when it was read.
+	// Records of a KinesisShard write their JSON when asked and keep their
+	// base64 data here instead: read a record's JSON with AppendJSON.
 	JSON []byte
-	// Tail, when set, is the end of the record's JSON, which follows JSON:
-	// fields that many records share (a mapping's constant fields), held
-	// once for all of them. It is never written to.
-	Tail []byte
 	// Receipt is the SQS receipt handle; empty for streams.
 	Receipt string
 
@@ -58,7 +53,7 @@ func (r *Record) Size() int {
 	if r.kinesis != nil {
 		return r.size
 	}
-	return len(r.JSON) + len(r.Tail)
+	return len(r.JSON)
 }
 
 // AppendJSON appends the record's JSON to dst and returns the extended
@@ -67,7 +62,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	if r.kinesis != nil {
 		return r.kinesis.append(dst, r)
 	}
-	return append(append(dst, r.JSON...), r.Tail...)
+	return append(dst, r.JSON...)
 }
 
 // Shard is one shard of a stream, with its lineage. For SQS, a virtual shard

@@ -33,20 +33,11 @@ func NewKinesisEncoder(region, streamARN, invokeIdentityARN string) *KinesisEnco
 // Encode returns the record's Lambda JSON: data is base64-encoded and the
 // arrival time is written in epoch seconds with a millisecond fraction.
 func (e *KinesisEncoder) Encode(shardID, partitionKey, seq string, data []byte, arrival time.Time) Record {
-	b := make([]byte, 0, e.Size(shardID, partitionKey, seq, base64.StdEncoding.EncodedLen(len(data))))
+	b := make([]byte, 0, e.size(shardID, partitionKey, seq, base64.StdEncoding.EncodedLen(len(data))))
 	b = e.appendHead(b, partitionKey, seq)
 	b = AppendBase64(b, data)
 	b = e.appendTail(b, shardID, seq, arrival)
 	return Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival, JSON: b}
-}
-
-// appendBase64 appends the record's Lambda JSON to dst up to the end of
-// eventID (the rest is the shared tail), for data that is already in standard base64,
-// as GetRecords sends it: dataBase64 is copied as it is.
-func (e *KinesisEncoder) appendBase64(dst []byte, shardID, partitionKey, seq string, dataBase64 []byte, arrival time.Time) []byte {
-	dst = e.appendHead(dst, partitionKey, seq)
-	dst = append(dst, dataBase64...)
-	return e.appendID(dst, shardID, seq, arrival)
 }
 
 // KinesisShard makes records of one shard that keep their data in base64,
@@ -55,8 +46,7 @@ func (e *KinesisEncoder) appendBase64(dst []byte, shardID, partitionKey, seq str
 // the memory of the response it came in, rather than a copy of its whole
 // JSON. It is safe for concurrent use.
 type KinesisShard struct {
-	enc     *KinesisEncoder
-	shardID string
+	enc *KinesisEncoder
 	// mid is the JSON between the arrival time and the sequence number in
 	// eventID: the fields in between and the shard ID, escaped.
 	mid   []byte
@@ -65,7 +55,7 @@ type KinesisShard struct {
 
 // Shard returns a KinesisShard for the records of shardID.
 func (e *KinesisEncoder) Shard(shardID string) *KinesisShard {
-	k := &KinesisShard{enc: e, shardID: shardID}
+	k := &KinesisShard{enc: e}
 	k.mid = append(appendRaw(append([]byte(nil), e.tail...), shardID), ':')
 	k.fixed = len(k.append(nil, &Record{})) - len(AppendEpochSeconds(nil, time.Time{}))
 	return k
@@ -73,19 +63,14 @@ func (e *KinesisEncoder) Shard(shardID string) *KinesisShard {
 
 // Record returns the record of a Kinesis record whose data is dataBase64,
 // valid standard base64. The record keeps partitionKey, seq and dataBase64
-// as they are: they must never change. A key that JSON must escape is
-// written into the record at once instead.
+// as they are: they must never change.
 func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arrival time.Time) Record {
-	r := Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival}
+	keyLen := len(partitionKey)
 	if !plainString(partitionKey) {
-		r.JSON = k.enc.appendBase64(nil, k.shardID, partitionKey, seq, dataBase64, arrival)
-		r.JSON = r.JSON[:len(r.JSON):len(r.JSON)]
-		r.Tail = k.enc.sharedTail()
-		return r
+		keyLen = len(appendString(nil, partitionKey)) - 2 // rare: a key JSON escapes
 	}
-	r.kinesis, r.JSON = k, dataBase64
-	r.size = k.fixed + len(partitionKey) + 2*len(seq) + len(dataBase64) + epochSecondsLen(arrival)
-	return r
+	return Record{Key: partitionKey, Seq: seq, ID: seq, Arrival: arrival, JSON: dataBase64, kinesis: k,
+		size: k.fixed + keyLen + 2*len(seq) + len(dataBase64) + epochSecondsLen(arrival)}
 }
 
 // append writes r's JSON.
@@ -121,14 +106,10 @@ func epochSecondsLen(t time.Time) int {
 	return n
 }
 
-// sharedTail is the end of every record's JSON after eventID, which records
-// written in two parts share. It must not be written to.
-func (e *KinesisEncoder) sharedTail() []byte { return e.rest[:len(e.rest):len(e.rest)] }
-
-// Size is about the length of a record's Lambda JSON with base64Len bytes
+// size is about the length of a record's Lambda JSON with base64Len bytes
 // of base64 data: exact unless the key or shard ID need escaping, and at
 // most a few bytes over for the arrival time.
-func (e *KinesisEncoder) Size(shardID, partitionKey, seq string, base64Len int) int {
+func (e *KinesisEncoder) size(shardID, partitionKey, seq string, base64Len int) int {
 	return len(kinesisHead) + len(partitionKey) + len(`,"sequenceNumber":"`) + 2*len(seq) + len(`","data":"`) + base64Len +
 		len(`","approximateArrivalTimestamp":`) + 24 + len(e.tail) + len(shardID) + 1 + len(e.rest) + 2
 }
@@ -146,18 +127,13 @@ func (e *KinesisEncoder) appendHead(b []byte, partitionKey, seq string) []byte {
 
 // appendTail writes the record's JSON after its data.
 func (e *KinesisEncoder) appendTail(b []byte, shardID, seq string, arrival time.Time) []byte {
-	return append(e.appendID(b, shardID, seq, arrival), e.rest...)
-}
-
-// appendID writes the record's JSON after its data, up to the end of
-// eventID.
-func (e *KinesisEncoder) appendID(b []byte, shardID, seq string, arrival time.Time) []byte {
 	b = append(b, `","approximateArrivalTimestamp":`...)
 	b = AppendEpochSeconds(b, arrival)
 	b = append(b, e.tail...)
 	b = appendRaw(b, shardID)
 	b = append(b, ':')
-	return append(b, seq...)
+	b = append(b, seq...)
+	return append(b, e.rest...)
 }
 
 // appendRaw appends s escaped for use inside a JSON string that is already

@@ -234,9 +234,8 @@ const destinationForms = "expected an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:
 	"file:///PATH.jsonl or an http(s):// URL"
 
 var (
-	bucketRE     = names.New(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
-	kafkaTopicRE = names.KafkaTopic
-	snsTopicRE   = names.New(`^[a-zA-Z0-9_-]+(\.fifo)?$`, 1, 256)
+	bucketRE   = names.New(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
+	snsTopicRE = names.New(`^[a-zA-Z0-9_-]+(\.fifo)?$`, 1, 256)
 )
 
 // ParseDestination parses an on-failure destination.
@@ -248,7 +247,7 @@ func ParseDestination(s string) (*Destination, error) {
 	case !hasScheme:
 	case scheme == "kafka":
 		hosts, topic, _ := strings.Cut(rest, "/")
-		if hosts == "" || !kafkaTopicRE.MatchString(topic) {
+		if hosts == "" || !names.KafkaTopic.MatchString(topic) {
 			return nil, fmt.Errorf("%q: expected kafka://HOST:PORT[,HOST:PORT]/TOPIC", s)
 		}
 		d := &Destination{Kind: DestinationKafka, URL: s, Topic: topic}

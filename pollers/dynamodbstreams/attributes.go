@@ -1,7 +1,6 @@
 package dynamodbstreams
 
 import (
-	"encoding/base64"
 	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
@@ -114,6 +113,6 @@ func appendStrings(dst []byte, ss []string) []byte {
 
 func appendBase64(dst []byte, b []byte) []byte {
 	dst = append(dst, '"')
-	dst = base64.StdEncoding.AppendEncode(dst, b)
+	dst = event.AppendBase64(dst, b)
 	return append(dst, '"')
 }

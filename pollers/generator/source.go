@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math"
 	"math/bits"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,7 +44,8 @@ type Source struct {
 	keyNames []string
 	ddbKeys  [][]byte // typed-JSON Keys per key, for shape=dynamodb
 	pad      []byte   // seeded padding and random payload pool
-	// pad64[a] is pad[a:] in standard base64, for Kinesis-shaped records.
+	// pad64[a] is pad[a:] in standard base64; set for Kinesis-shaped
+	// records, which alone encode their data.
 	pad64    [3][]byte
 	kenc     *event.KinesisEncoder
 	denc     *event.DynamoDBEncoder
@@ -160,7 +160,7 @@ func New(cfg Config) (*Source, error) {
 			s.pad[i] = alphabet[st%uint64(len(alphabet))]
 		}
 	}
-	if s.kenc != nil && (s.tmpl == nil || slices.ContainsFunc(s.tmpl, func(sg segment) bool { return sg.ph == "pad" })) {
+	if s.kenc != nil {
 		for a := range s.pad64 {
 			s.pad64[a] = event.AppendBase64(nil, s.pad[a:])
 		}
@@ -463,7 +463,7 @@ type padding struct{ at, n, off int }
 func (s *Source) appendBase64(dst, data []byte, p padding) []byte {
 	head := (p.at + 2) / 3 * 3 // the first group boundary inside the padding
 	groups := (p.at + p.n - head) / 3
-	if s.pad64[0] == nil || groups <= 0 {
+	if groups <= 0 {
 		return event.AppendBase64(dst, data)
 	}
 	dst = event.AppendBase64(dst, data[:head])

@@ -375,14 +375,14 @@ type ledger struct {
 	// retried a write that the server had applied (all or part of a batch)
 	// but not answered: that is a second record, not a second delivery of
 	// the first.
-	ids map[string][]string
+	ids map[string][]recID
 	// writerRepeats counts records whose data an earlier record of the
 	// same shard already carried; such a record must come after that one,
 	// and straight after it in its key's order.
 	writerRepeats int
 	run           int
-	next          map[string]int    // per key, within the current run
-	last          map[string]string // per key, the record last delivered in the current run
+	next          map[string]int   // per key, within the current run
+	last          map[string]recID // per key, the record last delivered in the current run
 	dups          int
 	runDups       map[int]int
 	violations    []string
@@ -396,7 +396,7 @@ type ledger struct {
 }
 
 func newLedger() *ledger {
-	return &ledger{count: map[string]int{}, ids: map[string][]string{}, next: map[string]int{}, last: map[string]string{}, runDups: map[int]int{}}
+	return &ledger{count: map[string]int{}, ids: map[string][]recID{}, next: map[string]int{}, last: map[string]recID{}, runDups: map[int]int{}}
 }
 
 // setFloor records the checkpoints saved before the next run.
@@ -425,13 +425,13 @@ func (l *ledger) observe(run int, recs []rec) {
 	if run != l.run {
 		l.run = run
 		l.next = map[string]int{}
-		l.last = map[string]string{}
+		l.last = map[string]recID{}
 	}
 	l.recentAt = append(l.recentAt, time.Now())
 	l.recentN = append(l.recentN, len(recs))
 	for _, r := range recs {
 		d := r.Data
-		id := r.Shard + "/" + r.Seq
+		id := recID{r.Shard, r.Seq}
 		copies := l.ids[d]
 		copyAt := slices.Index(copies, id)
 		if copyAt >= 0 {
@@ -442,7 +442,7 @@ func (l *ledger) observe(run int, recs []rec) {
 				// The source holds this data in another record too. Only
 				// a later record of the same shard can be the writer's
 				// second copy; anything else is esmd changing a record.
-				if prev := copies[len(copies)-1]; !sameShardAfter(prev, id) && len(l.violations) < 10 {
+				if prev := copies[len(copies)-1]; !prev.before(id) && len(l.violations) < 10 {
 					l.violations = append(l.violations, fmt.Sprintf("run %d: %s came in record %s, not after its earlier record %s", run, d, id, prev))
 				}
 				l.writerRepeats++
@@ -481,12 +481,13 @@ func (l *ledger) observe(run int, recs []rec) {
 	}
 }
 
-// sameShardAfter reports whether record id b (shard/seq) comes after record
-// id a in the same shard.
-func sameShardAfter(a, b string) bool {
-	ai, bi := strings.LastIndexByte(a, '/'), strings.LastIndexByte(b, '/')
-	return a[:ai] == b[:bi] && !seqLE(b[bi+1:], a[ai+1:])
-}
+// recID names a stream record: its shard and sequence number.
+type recID struct{ shard, seq string }
+
+func (a recID) String() string { return a.shard + "/" + a.seq }
+
+// before reports whether a comes before b in the same shard.
+func (a recID) before(b recID) bool { return a.shard == b.shard && !seqLE(b.seq, a.seq) }
 
 // ledgerView is a copy of a ledger's counts.
 type ledgerView struct {

@@ -472,7 +472,7 @@ func (l *ledger) observe(run int, recs []rec) {
 		want, ok := l.next[key]
 		// A key's counters rise by one, except that the writer's second
 		// copy of a counter comes straight after its first.
-		inOrder := !ok || n == want || (n == want-1 && copyAt > 0 && l.last[key] == l.ids[d][copyAt-1])
+		inOrder := !ok || n == want || (n == want-1 && copyAt > 0 && l.last[key] == copies[copyAt-1])
 		if !inOrder && len(l.violations) < 10 {
 			l.violations = append(l.violations, fmt.Sprintf("run %d, %s: got %d, want %d (record %s, delivered %d times)", run, key, n, want, id, l.count[d]))
 		}
@@ -585,33 +585,38 @@ func TestLedger(t *testing.T) {
 	b := rec{Seq: "11", Data: "k:5"} // the writer's second copy of a
 	c := rec{Seq: "12", Data: "k:6"}
 	other := rec{Seq: "11", Shard: "s2", Data: "k:5"}
-	type call struct {
+	type delivery struct {
 		run  int
 		recs []rec
 	}
 	for _, tt := range []struct {
 		name          string
-		calls         []call
+		deliveries    []delivery
 		dups, repeats int
-		violations    int
+		violations    []string
 	}{
-		{"in order", []call{{0, []rec{a, c}}}, 0, 0, 0},
-		{"a second copy after the first", []call{{0, []rec{a, b, c}}}, 0, 1, 0},
-		{"both copies again after a crash", []call{{0, []rec{a, b}}, {1, []rec{a, b, c}}}, 2, 1, 0},
-		{"a record twice in one run", []call{{0, []rec{a, c, a}}}, 1, 0, 1},
-		{"a second copy out of its place", []call{{0, []rec{a, c, b}}}, 0, 1, 1},
-		{"the copies reversed in a later run", []call{{0, []rec{a}}, {1, []rec{b, a}}}, 1, 1, 1},
-		{"a copy in another shard", []call{{0, []rec{a, other}}}, 0, 1, 1},
-		{"a counter skipped", []call{{0, []rec{{Seq: "1", Data: "k:1"}, {Seq: "2", Data: "k:3"}}}}, 0, 0, 1},
+		{"in order", []delivery{{0, []rec{a, c}}}, 0, 0, nil},
+		{"a second copy after the first", []delivery{{0, []rec{a, b, c}}}, 0, 1, nil},
+		{"both copies again after a crash", []delivery{{0, []rec{a, b}}, {1, []rec{a, b, c}}}, 2, 1, nil},
+		{"a record twice in one run", []delivery{{0, []rec{a, c, a}}}, 1, 0,
+			[]string{"run 0, k: got 5, want 7 (record /10, delivered 2 times)"}},
+		{"a second copy out of its place", []delivery{{0, []rec{a, c, b}}}, 0, 1,
+			[]string{"run 0, k: got 5, want 7 (record /11, delivered 2 times)"}},
+		{"the copies reversed in a later run", []delivery{{0, []rec{a}}, {1, []rec{b, a}}}, 1, 1,
+			[]string{"run 1, k: got 5, want 6 (record /10, delivered 3 times)"}},
+		{"a copy in another shard", []delivery{{0, []rec{a, other}}}, 0, 1,
+			[]string{"run 0: k:5 came in record s2/11, not after its earlier record /10"}},
+		{"a counter skipped", []delivery{{0, []rec{{Seq: "1", Data: "k:1"}, {Seq: "2", Data: "k:3"}}}}, 0, 0,
+			[]string{"run 0, k: got 3, want 2 (record /2, delivered 1 times)"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			l := newLedger()
-			for _, c := range tt.calls {
-				l.observe(c.run, c.recs)
+			for _, d := range tt.deliveries {
+				l.observe(d.run, d.recs)
 			}
 			v := l.snap()
-			if v.dups != tt.dups || v.writerRepeats != tt.repeats || len(v.violations) != tt.violations {
-				t.Fatalf("dups %d, writer repeats %d, violations %q; want %d, %d and %d violations", v.dups, v.writerRepeats, v.violations, tt.dups, tt.repeats, tt.violations)
+			if v.dups != tt.dups || v.writerRepeats != tt.repeats || !slices.Equal(v.violations, tt.violations) {
+				t.Fatalf("dups %d, writer repeats %d, violations %q; want %d, %d and %q", v.dups, v.writerRepeats, v.violations, tt.dups, tt.repeats, tt.violations)
 			}
 		})
 	}

@@ -233,11 +233,6 @@ const destinationForms = "expected an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:
 	"an S3 bucket ARN (arn:aws:s3:::BUCKET), kafka://HOST:PORT[,HOST:PORT]/TOPIC, nats://HOST:PORT/SUBJECT, " +
 	"file:///PATH.jsonl or an http(s):// URL"
 
-var (
-	bucketRE   = names.New(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
-	snsTopicRE = names.New(`^[a-zA-Z0-9_-]+(\.fifo)?$`, 1, 256)
-)
-
 // ParseDestination parses an on-failure destination.
 func ParseDestination(s string) (*Destination, error) {
 	scheme, rest, hasScheme := strings.Cut(s, "://")
@@ -294,14 +289,14 @@ func parseDestinationARN(s string) (*Destination, error) {
 		}
 		kind, re := DestinationSQS, nameRE
 		if p.service == "sns" {
-			kind, re = DestinationSNS, snsTopicRE
+			kind, re = DestinationSNS, names.SNSTopic
 		}
 		if !re.MatchString(p.resource) {
 			return nil, fmt.Errorf("%q: %q is not a valid %s name", s, p.resource, map[DestinationKind]string{DestinationSQS: "queue", DestinationSNS: "topic"}[kind])
 		}
 		return &Destination{Kind: kind, ARN: s, Region: p.region, Account: p.account, Name: p.resource}, nil
 	case "s3":
-		if p.region != "" || p.account != "" || !bucketRE.MatchString(p.resource) {
+		if p.region != "" || p.account != "" || !names.S3Bucket.MatchString(p.resource) {
 			return nil, fmt.Errorf("%q: expected an S3 bucket ARN arn:aws:s3:::BUCKET", s)
 		}
 		return &Destination{Kind: DestinationS3, ARN: s, Name: p.resource}, nil

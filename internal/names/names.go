@@ -26,6 +26,16 @@ func (r Rule) MatchString(s string) bool {
 	return len(s) >= r.min && len(s) <= r.max && r.re.MatchString(s)
 }
 
-// KafkaTopic is a Kafka topic name: letters, digits, '.', '_' and '-', at
-// most 249 of them.
-var KafkaTopic = New(`^[a-zA-Z0-9._-]+$`, 1, 249)
+// Rules that more than one package applies, or that have a test of their
+// own here.
+var (
+	// KafkaTopic is a Kafka topic name: letters, digits, '.', '_' and '-',
+	// at most 249 of them.
+	KafkaTopic = New(`^[a-zA-Z0-9._-]+$`, 1, 249)
+	// S3Bucket is an S3 bucket name: 3 to 63 lower-case letters, digits,
+	// '.' and '-', starting and ending with a letter or digit.
+	S3Bucket = New(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
+	// SNSTopic is an SNS topic name: 1 to 256 letters, digits, '_' and
+	// '-', counting the .fifo suffix of a FIFO topic.
+	SNSTopic = New(`^[a-zA-Z0-9_-]+(\.fifo)?$`, 1, 256)
+)

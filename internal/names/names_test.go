@@ -6,8 +6,7 @@ import (
 )
 
 func TestRule(t *testing.T) {
-	bucket := New(`^[a-z0-9][a-z0-9.-]*[a-z0-9]$`, 3, 63)
-	sns := New(`^[a-zA-Z0-9_-]+(\.fifo)?$`, 1, 256)
+	bucket, sns := S3Bucket, SNSTopic
 	for _, tt := range []struct {
 		name string
 		rule Rule

@@ -6,7 +6,8 @@
 #   bash test/bench/run.sh            # everything (about 7 minutes)
 #   COUNT=3 bash test/bench/run.sh    # fewer repetitions of the engine bench
 #
-# Needs kinesalite, moto and ElasticMQ (bash test/install.sh). The machine should be otherwise
+# Needs kinesalite, moto and ElasticMQ (bash test/install.sh); a missing
+# one fails the run. The machine should be otherwise
 # idle: the targets are ratios and per-record costs on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,9 +20,10 @@ results="$work/results.tsv"
 echo "== engine: generator -> engine -> HTTP no-op sink, and the bare POST loop (count=$COUNT)" >&2
 go test -run '^$' -bench '^Benchmark(Engine|BarePOST)$' -benchtime=1x -count="$COUNT" -timeout 30m ./test/bench | tee "$work/engine.txt" >&2
 
-# median METRIC BENCH: the median of METRIC over the BENCH lines.
+# median METRIC BENCH [FILE]: the median of METRIC over the BENCH lines of
+# FILE (the engine run's output by default).
 median() {
-	awk -v b="^$2-" -v m="$1" '$1 ~ b { for (i = 2; i < NF; i++) if ($(i+1) == m) print $i }' "$work/engine.txt" |
+	awk -v b="^$2-" -v m="$1" '$1 ~ b { for (i = 2; i < NF; i++) if ($(i+1) == m) print $i }' "${3:-$work/engine.txt}" |
 		sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR+1)/2]; else print (v[NR/2] + v[NR/2+1]) / 2 }'
 }
 engine=$(median records/s BenchmarkEngine)
@@ -41,15 +43,16 @@ gor=$(median goroutines BenchmarkEngine)
 } >>"$results"
 
 echo "== Kinesis (kinesalite), latency and scale" >&2
-ESMD_BENCH=1 ESMD_BENCH_OUT="$results" go test -run '^(TestKinesisThroughput|TestLatency|TestScale)$' -v -timeout 30m ./test/bench >&2
+CI=true ESMD_BENCH=1 ESMD_BENCH_OUT="$results" go test -run '^(TestKinesisThroughput|TestLatency|TestScale)$' -v -timeout 30m ./test/bench >&2
 
 echo "== SQS: esmd and a raw receive-and-delete loop, on moto and ElasticMQ (3 rounds each)" >&2
-go test -run '^$' -bench '^BenchmarkSQSThroughput$' -benchtime=3x -count=1 -timeout 30m ./pollers/sqs | tee "$work/sqs.txt" >&2
+CI=true go test -run '^$' -bench '^BenchmarkSQSThroughput$' -benchtime=3x -count=1 -timeout 30m ./pollers/sqs | tee "$work/sqs.txt" >&2
 for srv in moto elasticmq; do
-	awk -v b="^BenchmarkSQSThroughput/$srv-" -v s="$srv" '$1 ~ b { for (i = 2; i < NF; i++) {
-		if ($(i+1) == "esmd/raw") printf "sqs\tratio to raw loop (%s)\t%s\tx\n", s, $i
-		if ($(i+1) == "esmd-msgs/s") printf "sqs\tesmd (%s)\t%s\tmsgs/s\n", s, $i
-		if ($(i+1) == "raw-msgs/s") printf "sqs\traw loop (%s)\t%s\tmsgs/s\n", s, $i } }' "$work/sqs.txt" >>"$results"
+	{
+		printf 'sqs\tratio to raw loop (%s)\t%s\tx\n' "$srv" "$(median esmd/raw "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+		printf 'sqs\tesmd (%s)\t%s\tmsgs/s\n' "$srv" "$(median esmd-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+		printf 'sqs\traw loop (%s)\t%s\tmsgs/s\n' "$srv" "$(median raw-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+	} >>"$results"
 done
 
 # value BENCH METRIC

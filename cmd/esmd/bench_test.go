@@ -91,12 +91,8 @@ func TestBenchCrossChecksHandler(t *testing.T) {
 		"--poison", "0.002", "--duplicate", "0.05", "--throttle", "0.05", "--slow", "0.05:5ms", "--timeout", "0.02")
 	hs := h.Stats()
 	poison := poisonOf(t, rep.Generator)
-	failed := slices.Clone(rep.FailedSeqs)
-	slices.Sort(failed)
-	checks := []struct {
-		name      string
-		got, want any
-	}{
+	failed := slices.Sorted(slices.Values(rep.FailedSeqs))
+	checkAll(t, []check{
 		{"complete", rep.Complete, true},
 		{"every poison record, and nothing else, reached the destination", failed, poison},
 		{"failed records", rep.FailedRecords, int64(len(poison))},
@@ -108,12 +104,7 @@ func TestBenchCrossChecksHandler(t *testing.T) {
 		{"records that succeeded twice", rep.SucceededAgain, int64(0)},
 		{"throttles counted", rep.Throttles, rep.InjectedThrottle},
 		{"unparsed", rep.Unparsed, int64(0)},
-	}
-	for _, c := range checks {
-		if !cmpEqual(c.got, c.want) {
-			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
-		}
-	}
+	})
 	if len(poison) == 0 || rep.Bisects == 0 || rep.Retries == 0 || rep.InjectedDup == 0 || rep.InjectedTimeout == 0 ||
 		rep.InjectedSlow == 0 || rep.InjectedThrottle == 0 || rep.Duplicates == 0 {
 		t.Errorf("a fault did not happen: %d poison, report %+v", len(poison), rep)
@@ -127,12 +118,28 @@ func TestBenchCrossChecksHandler(t *testing.T) {
 	}
 }
 
-func cmpEqual(a, b any) bool {
-	if as, ok := a.([]string); ok {
-		bs, _ := b.([]string)
-		return slices.Equal(as, bs)
+// check is one named comparison of a report's value with what it must be.
+type check struct {
+	name      string
+	got, want any
+}
+
+// checkAll reports every check whose values differ; []string values are
+// compared element by element.
+func checkAll(t *testing.T, checks []check) {
+	t.Helper()
+	for _, c := range checks {
+		var equal bool
+		if got, ok := c.got.([]string); ok {
+			want, _ := c.want.([]string)
+			equal = slices.Equal(got, want)
+		} else {
+			equal = c.got == c.want
+		}
+		if !equal {
+			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
+		}
 	}
-	return a == b
 }
 
 // TestBenchConfigFileDestination benches a generator mapping of a config
@@ -144,10 +151,9 @@ func TestBenchConfigFileDestination(t *testing.T) {
 	defer srv.Close()
 	dir := t.TempDir()
 	failures := filepath.Join(dir, "failures.jsonl")
-	cfgPath := filepath.Join(dir, "esmd.yaml")
-	yaml := `functions:
+	cfgPath := writeFile(t, dir, "esmd.yaml", `functions:
   fn:
-    http: {url: "` + srv.URL + `/"}
+    http: {url: "`+srv.URL+`/"}
 mappings:
   - EventSourceArn: generator://cfg?shards=2&keys=30&count=5000&seed=3&poison=0.002
     FunctionName: fn
@@ -155,12 +161,9 @@ mappings:
     ParallelizationFactor: 2
     BisectBatchOnFunctionError: true
     MaximumRetryAttempts: 1
-    DestinationConfig: {OnFailure: {Destination: "file://` + failures + `"}}
+    DestinationConfig: {OnFailure: {Destination: "file://`+failures+`"}}
     esmd: {retryBackoff: {initial: 1ms, max: 10ms}}
-`
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	// The handler fails the poison records itself: no --poison.
 	code, out, errOut := runBench(t, "-c", cfgPath)
 	if code != exitOK {
@@ -351,19 +354,15 @@ func TestBenchReplacesStreamSource(t *testing.T) {
 	h := &counter.Handler{}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	cfgPath := filepath.Join(t.TempDir(), "esmd.yaml")
-	yaml := `functions:
+	cfgPath := writeFile(t, t.TempDir(), "esmd.yaml", `functions:
   fn:
-    http: {url: "` + srv.URL + `/"}
+    http: {url: "`+srv.URL+`/"}
 mappings:
   - EventSourceArn: arn:aws:dynamodb:us-east-1:123456789012:table/items/stream/2024-01-01T00:00:00.000
     FunctionName: fn
     StartingPosition: LATEST
     BatchSize: 25
-`
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	rep := benchJSON(t, "-c", cfgPath, "--records", "2000", "--shards", "2")
 	hs := h.Stats()
 	if !strings.Contains(rep.Generator, "shape=dynamodb") || rep.Records != 2000 || hs.Unique != 2000 || hs.Unparsed != 0 ||
@@ -430,24 +429,16 @@ func TestBenchSQSShape(t *testing.T) {
 			h := &counter.Handler{}
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			args := append([]string{"--url", srv.URL}, tc.args...)
+			args := []string{"--url", srv.URL}
 			if tc.yaml != "" {
-				cfgPath := filepath.Join(t.TempDir(), "esmd.yaml")
-				yaml := "functions:\n  fn:\n    http: {url: \"" + srv.URL + "/\"}\nmappings:\n" + tc.yaml
-				if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-					t.Fatal(err)
-				}
-				args = append([]string{"-c", cfgPath}, tc.args...)
+				args = []string{"-c", writeFile(t, t.TempDir(), "esmd.yaml",
+					"functions:\n  fn:\n    http: {url: \""+srv.URL+"/\"}\nmappings:\n"+tc.yaml)}
 			}
-			rep := benchJSON(t, args...)
+			rep := benchJSON(t, append(args, tc.args...)...)
 			hs := h.Stats()
 			poison := poisonOf(t, rep.Generator)
-			failed := slices.Clone(rep.FailedSeqs)
-			slices.Sort(failed)
-			checks := []struct {
-				name      string
-				got, want any
-			}{
+			failed := slices.Sorted(slices.Values(rep.FailedSeqs))
+			checkAll(t, []check{
 				{"shape", strings.Contains(rep.Generator, "shape=sqs"), true},
 				{"complete", rep.Complete, true},
 				{"batch size", rep.BatchSize, tc.batch},
@@ -462,12 +453,7 @@ func TestBenchSQSShape(t *testing.T) {
 				{"records that succeeded twice", rep.SucceededAgain, int64(0)},
 				{"unparsed by esmd", rep.Unparsed, int64(0)},
 				{"unparsed by the handler", hs.Unparsed, int64(0)},
-			}
-			for _, c := range checks {
-				if !cmpEqual(c.got, c.want) {
-					t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
-				}
-			}
+			})
 			if rep.InjectedDup == 0 || rep.Duplicates == 0 {
 				t.Errorf("no duplicates were injected: report %+v", rep)
 			}
@@ -479,17 +465,13 @@ func TestBenchSQSShape(t *testing.T) {
 }
 
 func TestBenchRefusesFIFO(t *testing.T) {
-	cfgPath := filepath.Join(t.TempDir(), "esmd.yaml")
-	yaml := `functions:
+	cfgPath := writeFile(t, t.TempDir(), "esmd.yaml", `functions:
   fn:
     http: {url: "http://127.0.0.1:1/"}
 mappings:
   - EventSourceArn: arn:aws:sqs:us-east-1:123456789012:jobs.fifo
     FunctionName: fn
-`
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`)
 	code, _, errOut := runBench(t, "-c", cfgPath, "--records", "10")
 	if code != exitFailure || !strings.Contains(errOut, "does not generate SQS FIFO messages") {
 		t.Fatalf("exit %d, stderr %q", code, errOut)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"log/slog"
 	"testing"
 	"time"
@@ -9,14 +8,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/esmd-dev/esmd/config"
-	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/test/fakes"
 )
-
-type nopInvoker struct{}
-
-func (nopInvoker) Invoke(context.Context, *mapping.Request) (*mapping.Response, error) {
-	return &mapping.Response{StatusCode: 200}, nil
-}
 
 // TestSQSRunnerSettings checks that the esmd: keys of an SQS mapping reach
 // its runner, and Lambda's defaults when they are absent.
@@ -24,12 +17,12 @@ func TestSQSRunnerSettings(t *testing.T) {
 	tests := []struct {
 		name, esmd            string
 		wait, scale           time.Duration
-		initial, min, most    int
+		initial, min          int
 		heartbeat, visibility bool
 	}{
-		{"defaults", "{}", 20 * time.Second, time.Second, 5, 2, 1000, false, false},
+		{"defaults", "{}", 20 * time.Second, time.Second, 5, 2, false, false},
 		{"set", "{waitTime: 5s, initialPollers: 10, minPollers: 3, scaleInterval: 500ms, visibilityHeartbeat: true, visibilityOnError: 0s}",
-			5 * time.Second, 500 * time.Millisecond, 10, 3, 1000, true, true},
+			5 * time.Second, 500 * time.Millisecond, 10, 3, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -44,13 +37,13 @@ mappings:
 				t.Fatal(err)
 			}
 			cl := &clients{cfg: aws.Config{Region: "us-east-1"}}
-			r, err := newSQSRunner(cfg.Mappings[0].Settings(), cfg, nopInvoker{}, cl, slog.New(slog.DiscardHandler))
+			r, err := newSQSRunner(cfg.Mappings[0].Settings(), cfg, &fakes.Function{}, cl, slog.New(slog.DiscardHandler))
 			if err != nil {
 				t.Fatal(err)
 			}
 			c := r.Config()
 			if c.WaitTime != tc.wait || c.ScaleInterval != tc.scale || c.InitialConcurrency != tc.initial || c.MinConcurrency != tc.min ||
-				c.MaxConcurrency != tc.most || c.Heartbeat != tc.heartbeat || (c.VisibilityOnError != nil) != tc.visibility {
+				c.MaxConcurrency != 1000 || c.Heartbeat != tc.heartbeat || (c.VisibilityOnError != nil) != tc.visibility {
 				t.Fatalf("runner config: wait %s, scale %s, pollers %d..%d of %d, heartbeat %v, visibilityOnError %v",
 					c.WaitTime, c.ScaleInterval, c.MinConcurrency, c.InitialConcurrency, c.MaxConcurrency, c.Heartbeat, c.VisibilityOnError)
 			}

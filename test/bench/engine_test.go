@@ -113,7 +113,7 @@ func BenchmarkEngine(b *testing.B) {
 	var total time.Duration
 	var mallocs uint64
 	maxG := 0
-	cpu0, sink0 := selfCPU(), readProc(b, s.cmd.Process.Pid).CPU
+	reportCPU := startCPU(b, s)
 	for i := 0; i < b.N; i++ {
 		r := runEngine(b, s.URL)
 		total += r.elapsed
@@ -129,7 +129,7 @@ func BenchmarkEngine(b *testing.B) {
 	b.ReportMetric(n/total.Seconds(), "records/s")
 	b.ReportMetric(float64(mallocs)/n, "allocs/record")
 	b.ReportMetric(float64(maxG), "goroutines")
-	reportCPU(b, n, cpu0, sink0, s)
+	reportCPU(n)
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -140,12 +140,15 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// reportCPU reports the CPU time per record of this process (the engine,
-// or the bare loop) and of the sink since cpu0 and sink0: on 2 cores the
-// two together set the rate.
-func reportCPU(b *testing.B, records float64, cpu0, sink0 time.Duration, s *sink) {
-	b.ReportMetric(float64((selfCPU()-cpu0).Microseconds())/records, "cpu-us/record")
-	b.ReportMetric(float64((readProc(b, s.cmd.Process.Pid).CPU-sink0).Microseconds())/records, "sink-cpu-us/record")
+// startCPU notes the CPU time of this process (the engine, or the bare
+// loop) and of the sink, and returns a func that reports both per record
+// since then: on 2 cores the two together set the rate.
+func startCPU(b *testing.B, s *sink) func(records float64) {
+	cpu0, sink0 := selfCPU(), readProc(b, s.cmd.Process.Pid).CPU
+	return func(records float64) {
+		b.ReportMetric(float64((selfCPU()-cpu0).Microseconds())/records, "cpu-us/record")
+		b.ReportMetric(float64((readProc(b, s.cmd.Process.Pid).CPU-sink0).Microseconds())/records, "sink-cpu-us/record")
+	}
 }
 
 // BenchmarkBarePOST is the engine target's baseline: one goroutine per shard
@@ -182,14 +185,14 @@ func BenchmarkBarePOST(b *testing.B) {
 	post() // warm up
 	b.ResetTimer()
 	start := time.Now()
-	cpu0, sink0 := selfCPU(), readProc(b, s.cmd.Process.Pid).CPU
+	reportCPU := startCPU(b, s)
 	for i := 0; i < b.N; i++ {
 		post()
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)*engineRecords/elapsed.Seconds(), "records/s")
-	reportCPU(b, float64(b.N)*engineRecords, cpu0, sink0, s)
+	reportCPU(float64(b.N) * engineRecords)
 	b.ReportMetric(0, "ns/op")
 }
 

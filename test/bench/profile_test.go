@@ -89,34 +89,29 @@ func TestKinesisProfile(t *testing.T) {
 // server's /debug/pprof/ (server.pprof): a CPU profile of the first
 // seconds and the heap profile taken at the highest heap in use.
 type processProfiler struct {
-	base string // http://127.0.0.1:PORT
-	dir  string
 	stop context.CancelFunc
-	done chan struct{}
+	wg   sync.WaitGroup
 }
 
 // profileProcess starts profiling the esmd at base into dir; Close ends it.
 func profileProcess(t testing.TB, base, dir string, cpuSeconds int) *processProfiler {
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &processProfiler{base: base, dir: dir, stop: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if b := fetch(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, cpuSeconds)); b != nil {
-				_ = os.WriteFile(filepath.Join(dir, "esmd-cpu.prof"), b, 0o644)
-			}
-		}()
+	p := &processProfiler{stop: cancel}
+	p.wg.Go(func() {
+		if b := fetch(ctx, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, cpuSeconds)); b != nil {
+			_ = os.WriteFile(filepath.Join(dir, "esmd-cpu.prof"), b, 0o644)
+		}
+	})
+	p.wg.Go(func() {
 		var peak uint64
+		defer func() {
+			t.Logf("esmd heap profile at %.1f MiB heap in use: %s", float64(peak)/(1<<20), filepath.Join(dir, "esmd-heap.prof"))
+		}()
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				wg.Wait()
-				t.Logf("esmd heap profile at %.1f MiB heap in use: %s", float64(peak)/(1<<20), filepath.Join(dir, "esmd-heap.prof"))
 				return
 			case <-tick.C:
 			}
@@ -131,11 +126,11 @@ func profileProcess(t testing.TB, base, dir string, cpuSeconds int) *processProf
 				_ = os.WriteFile(filepath.Join(dir, "esmd-heap.prof"), b, 0o644)
 			}
 		}
-	}()
+	})
 	return p
 }
 
-func (p *processProfiler) Close() { p.stop(); <-p.done }
+func (p *processProfiler) Close() { p.stop(); p.wg.Wait() }
 
 func fetch(ctx context.Context, url string) []byte {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -414,7 +414,8 @@ esmd: {visibilityOnError: 0s}`))
 		mu.Lock()
 		invoked, failed := 0, 0
 		bodies := map[string]bool{}
-		for _, cl := range s.snapshot() {
+		calls := s.snapshot()
+		for _, cl := range calls {
 			invoked += len(cl.Recs)
 			for _, r := range cl.Recs {
 				bodies[r.Data] = true
@@ -423,7 +424,7 @@ esmd: {visibilityOnError: 0s}`))
 		for _, size := range failedCalls {
 			failed += size
 		}
-		seen, nCalls := poisonSeen, len(s.snapshot())
+		seen, nCalls := poisonSeen, len(calls)
 		mu.Unlock()
 		// Every message received is invoked, and every one invoked is
 		// deleted but the poison's two failed deliveries. Standard queues

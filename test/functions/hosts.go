@@ -67,9 +67,10 @@ func HTTPHandler() http.Handler {
 // answering requests on subject; events without a command are forwarded to
 // forward when it is not empty (see HandleWith). A failure is answered with micro's error
 // headers: Nats-Service-Error-Code is the errorType, Nats-Service-Error the
-// message. Requests run concurrently; a sleep is cut short after 10 s.
+// message. Requests run concurrently; a sleep is cut short after 10 s. It
+// returns once the server has the service's subscription.
 func NATSService(nc *nats.Conn, subject, forward string) (micro.Service, error) {
-	return micro.AddService(nc, micro.Config{
+	svc, err := micro.AddService(nc, micro.Config{
 		Name:    "esmdtest",
 		Version: "1.0.0",
 		Endpoint: &micro.EndpointConfig{
@@ -90,4 +91,14 @@ func NATSService(nc *nats.Conn, subject, forward string) (micro.Service, error) 
 			}),
 		},
 	})
+	if err != nil {
+		return nil, err
+	}
+	// The server registers the subscription only once it reads it: a
+	// request from another connection before then finds no responder.
+	if err := nc.Flush(); err != nil {
+		_ = svc.Stop()
+		return nil, fmt.Errorf("nats service %s: flush: %w", subject, err)
+	}
+	return svc, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -18,13 +19,56 @@ import (
 type lane struct {
 	w   *worker
 	idx int
-	in  chan []event.Record
+	in  chan share
 	log *slog.Logger
 
 	buf      []event.Record // received and not yet resolved, in order
 	bufBytes int            // event size of buf as one batch, less the frame
 	payload  []byte         // reused event buffer
 	bo       *backoff.ExponentialBackOff
+
+	// received and shifted count the records the lane took in and let go
+	// of; marks say after how many shifted records each read's share is
+	// done with, in order.
+	received, shifted int64
+	marks             []mark
+}
+
+// share is the part of one read that a lane gets.
+type share struct {
+	recs []event.Record
+	ref  *readRef // nil when the read has no Release
+}
+
+// mark is where a read's share ends in a lane's input.
+type mark struct {
+	end int64
+	ref *readRef
+}
+
+// readRef calls a read's Release once every lane that got a share of it
+// has let go of its records.
+type readRef struct {
+	lanes   atomic.Int32
+	release func()
+}
+
+// newReadRef returns the readRef of a read with release, shared by lanes
+// lanes; nil when release is nil.
+func newReadRef(release func(), lanes int) *readRef {
+	if release == nil || lanes == 0 {
+		return nil
+	}
+	r := &readRef{release: release}
+	r.lanes.Store(int32(lanes))
+	return r
+}
+
+// done records that one lane let go of its share.
+func (r *readRef) done() {
+	if r.lanes.Add(-1) == 0 {
+		r.release()
+	}
 }
 
 func newLane(w *worker, idx int) *lane {
@@ -35,7 +79,7 @@ func newLane(w *worker, idx int) *lane {
 		// Unbuffered: a poll waits in the reader, not in the channel, so
 		// the reader sees how long the lane takes to come back for more
 		// and sizes its reads to that, and one poll fewer is held.
-		in:  make(chan []event.Record),
+		in:  make(chan share),
 		log: w.log.With("lane", idx),
 		bo:  bo,
 	}
@@ -80,10 +124,15 @@ func (l *lane) run(ctx context.Context) {
 			return // shard end: everything resolved
 		}
 		select {
-		case recs, ok := <-in:
+		case sh, ok := <-in:
 			if !ok {
 				in = nil
 				continue
+			}
+			recs := sh.recs
+			l.received += int64(len(recs))
+			if sh.ref != nil {
+				l.marks = append(l.marks, mark{end: l.received, ref: sh.ref})
 			}
 			if len(l.buf) == 0 && cfg.BatchWindow > 0 {
 				if timer == nil {
@@ -142,6 +191,13 @@ func (l *lane) shift(n int) {
 	l.buf = l.buf[n:]
 	if len(l.buf) == 0 {
 		l.buf = nil
+	}
+	// Let go of the reads whose share is all behind.
+	l.shifted += int64(n)
+	for len(l.marks) > 0 && l.marks[0].end <= l.shifted {
+		l.marks[0].ref.done()
+		l.marks[0] = mark{}
+		l.marks = l.marks[1:]
 	}
 }
 

@@ -34,11 +34,20 @@ type ShardReader interface {
 // ReadResult is what one poll returned.
 type ReadResult struct {
 	// Records are the poll's records, in order. They belong to the caller
-	// from then on: the reader never touches the slice again.
+	// from then on: the reader never touches the slice again, nor the
+	// records' JSON bytes, until Release is called.
 	Records []event.Record
 	// MillisBehind is how far the reader is behind the tip of the shard, when
 	// the source says so; -1 when unknown.
 	MillisBehind int64
+	// Release, when set, is called once the engine is done with Records:
+	// every record was resolved, and the engine holds neither the slice nor
+	// any record's JSON bytes. The reader may then reuse that memory for a
+	// later poll. The engine may still hold the records' strings (Key, Seq,
+	// ID, Receipt), whose memory must never be reused. Release is called at
+	// most once, from any goroutine, and not at all when the engine stops
+	// before it is done; the memory is then garbage as usual.
+	Release func()
 }
 
 // Request is one invocation of a function.

@@ -251,7 +251,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		// when a drain begins now, or the checkpoint could never pass
 		// them: the sends stop only on a hard stop.
 		if P == 1 {
-			if !w.send(ctx, 0, res.Records) {
+			if !w.send(ctx, 0, share{recs: res.Records, ref: newReadRef(res.Release, 1)}) {
 				break
 			}
 			continue
@@ -259,7 +259,15 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		for i := range res.Records {
 			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
 		}
-		sent := w.sendAll(ctx, perLane)
+		// The lanes hold copies of the records, which point at the read's
+		// JSON bytes: the read is released once each lane is done.
+		shares := 0
+		for _, recs := range perLane {
+			if len(recs) > 0 {
+				shares++
+			}
+		}
+		sent := w.sendAll(ctx, perLane, newReadRef(res.Release, shares))
 		clear(perLane) // the lanes own the shares now
 		if !sent {
 			break
@@ -270,9 +278,9 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 
 // send hands records to a lane, waiting while the lane is busy: this is the
 // backpressure that slows reading down to the function's pace.
-func (w *worker) send(ctx context.Context, lane int, recs []event.Record) bool {
+func (w *worker) send(ctx context.Context, lane int, s share) bool {
 	select {
-	case w.lanes[lane].in <- recs:
+	case w.lanes[lane].in <- s:
 		return true
 	case <-w.halted:
 		return false
@@ -284,16 +292,17 @@ func (w *worker) send(ctx context.Context, lane int, recs []event.Record) bool {
 // sendAll hands each lane its share of a poll, in whatever order the lanes
 // take them. A fixed order could deadlock: a lane held back by waitLead
 // would block the send to the lane that holds the checkpoint back.
-func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record) bool {
+func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, ref *readRef) bool {
 	var cases []reflect.SelectCase
 	for i, recs := range perLane {
 		if len(recs) == 0 {
 			continue
 		}
+		s := share{recs: recs, ref: ref}
 		select {
-		case w.lanes[i].in <- recs:
+		case w.lanes[i].in <- s:
 		default:
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(w.lanes[i].in), Send: reflect.ValueOf(recs)})
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(w.lanes[i].in), Send: reflect.ValueOf(s)})
 		}
 	}
 	if len(cases) == 0 {

@@ -4,6 +4,7 @@
 package fakes
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,7 +28,19 @@ type Stream struct {
 	PollInterval time.Duration
 	// ReadLimit caps the records of one read; default 100.
 	ReadLimit int
+	// Release gives each read with records a ReadResult.Release that
+	// counts the release and then scrambles the read's records, their
+	// slice and their JSON, so that any use of them by the engine after
+	// it released them shows in events or in Scrambled.
+	Release bool
+
+	reads     int              // reads with records, with Release set
+	released  int              // Release calls
+	scrambled [][]event.Record // the reads released
 }
+
+// scramble is what a released read holds.
+const scramble = "!released!"
 
 type shard struct {
 	info event.Shard
@@ -180,8 +193,48 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 	if len(recs) == 0 && x.info.Closed {
 		return mapping.ReadResult{}, mapping.ErrShardClosed
 	}
-	return mapping.ReadResult{Records: recs, MillisBehind: -1}, nil
+	res := mapping.ReadResult{Records: recs, MillisBehind: -1}
+	if r.s.Release && len(recs) > 0 {
+		for i := range recs {
+			recs[i].JSON = slices.Clone(recs[i].JSON)
+		}
+		r.s.reads++
+		res.Release = func() { r.s.scramble(recs) }
+	}
+	return res, nil
 }
+
+func (s *Stream) scramble(recs []event.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.released++
+	for i := range recs {
+		for j := range recs[i].JSON {
+			recs[i].JSON[j] = scramble[j%len(scramble)]
+		}
+		recs[i].Key, recs[i].Seq, recs[i].ID = scramble, scramble, scramble
+	}
+	s.scrambled = append(s.scrambled, recs)
+}
+
+// Released reports how many reads carried a Release, and how many were
+// released. It fails when a released read's records changed after their
+// release: the engine wrote them when it should have let go.
+func (s *Stream) Released() (reads, released int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, recs := range s.scrambled {
+		for i := range recs {
+			if recs[i].Key != scramble || recs[i].Seq != scramble {
+				return s.reads, s.released, fmt.Errorf("fakes: a released read's record %d was changed after its release: key %q, seq %q", i, recs[i].Key, recs[i].Seq)
+			}
+		}
+	}
+	return s.reads, s.released, nil
+}
+
+// Scrambled reports that payload holds a record of a released read.
+func Scrambled(payload []byte) bool { return bytes.Contains(payload, []byte(scramble)) }
 
 func (r *reader) Close() error { return nil }
 

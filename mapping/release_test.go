@@ -1,0 +1,192 @@
+package mapping_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/esmd-dev/esmd/mapping"
+	"github.com/esmd-dev/esmd/test/fakes"
+)
+
+// poison is the data of the record a test function always fails.
+const poison = "r37"
+
+// scrambleCheck counts the events that hold a record of a read the engine
+// had released, and answers them as a success so that the run ends.
+type scrambleCheck struct {
+	fn    *fakes.Function
+	after atomic.Int64 // events that held released records
+}
+
+func (c *scrambleCheck) Invoke(ctx context.Context, req *mapping.Request) (*mapping.Response, error) {
+	if fakes.Scrambled(req.Payload) {
+		c.after.Add(1)
+		return &mapping.Response{StatusCode: 200}, nil
+	}
+	return c.fn.Invoke(ctx, req)
+}
+
+// TestReleaseAfterEveryLaneIsDone checks ReadResult.Release: the engine
+// calls it once per read, and only once no lane will touch the read's
+// records again, through retries, bisects, partial batch responses,
+// failure records, reads split across lanes and reads merged in a lane.
+// The source scrambles a read's records and JSON when they are released:
+// an event sent after holds the scramble, and a record the engine wrote
+// after loses it.
+func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		lanes     int
+		window    time.Duration
+		readLimit int
+		setup     func(cfg *mapping.Config)
+		// answer answers the nth invocation; nil for success.
+		answer func(n int64, recs []fakes.Rec) (*mapping.Response, error)
+	}{
+		{name: "one lane", lanes: 1},
+		{name: "four lanes", lanes: 4},
+		{name: "reads merged by a batching window", lanes: 1, window: 20 * time.Millisecond, readLimit: 7},
+		{name: "retries", lanes: 2, answer: func(n int64, _ []fakes.Rec) (*mapping.Response, error) {
+			if n%3 == 0 {
+				return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+			}
+			return nil, nil
+		}},
+		{name: "bisect to a failure record", lanes: 1, setup: func(cfg *mapping.Config) {
+			cfg.BisectOnError = true
+			cfg.MaxRetryAttempts = 0
+		}, answer: func(_ int64, recs []fakes.Rec) (*mapping.Response, error) {
+			for _, r := range recs {
+				if r.Data == poison {
+					return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+				}
+			}
+			return nil, nil
+		}},
+		{name: "partial batch responses", lanes: 4, setup: func(cfg *mapping.Config) {
+			cfg.ReportBatchItemFailures = true
+		}, answer: func(n int64, recs []fakes.Rec) (*mapping.Response, error) {
+			if n%2 == 0 && len(recs) > 1 {
+				body := fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q}]}`, recs[1].Seq)
+				return &mapping.Response{StatusCode: 200, Body: []byte(body)}, nil
+			}
+			return nil, nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const records = 200
+			s := fakes.NewStream(1)
+			s.Release = true
+			s.ReadLimit = 30
+			if tc.readLimit > 0 {
+				s.ReadLimit = tc.readLimit
+			}
+			var last string
+			seqOf := map[string]string{}
+			for i := 0; i < records; i++ {
+				d := fmt.Sprintf("r%d", i)
+				last = s.Put("shard-0", "k"+fakes.Itoa(i%13), []byte(d))
+				seqOf[d] = last
+			}
+			var calls atomic.Int64
+			fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+				n := calls.Add(1)
+				if tc.answer != nil {
+					if resp, err := tc.answer(n, recs); resp != nil || err != nil {
+						return resp, err
+					}
+				}
+				return &mapping.Response{StatusCode: 200}, nil
+			}}
+			check := &scrambleCheck{fn: fn}
+			cfg := baseConfig()
+			cfg.ParallelizationFactor = tc.lanes
+			cfg.BatchWindow = tc.window
+			if tc.setup != nil {
+				tc.setup(&cfg)
+			}
+			cps := fakes.NewCheckpoints()
+			dest := &fakes.Destination{}
+			r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: check, Destination: dest, Checkpointer: cps})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- r.Run(context.Background()) }()
+			eventually(t, "checkpoint at the last record", func() bool { return cps.Get(mname, "shard-0").Seq == last })
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := r.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+
+			if n := check.after.Load(); n > 0 {
+				t.Errorf("%d events held records of reads already released", n)
+			}
+			reads, released, err := s.Released()
+			if err != nil {
+				t.Error(err)
+			}
+			if reads == 0 || released != reads {
+				t.Errorf("%d reads, %d released; want every read released once", reads, released)
+			}
+			// Every record reached the function in a successful call,
+			// or the destination.
+			ok := map[string]int{}
+			for _, inv := range fn.Invocations() {
+				for _, r := range inv.Records {
+					ok[r.Data]++ // held by an invocation; failures retry until delivered
+				}
+			}
+			for _, f := range dest.Got() {
+				if f.StartSeq != f.EndSeq || f.StartSeq != seqOf[poison] {
+					t.Errorf("failure record %s..%s, want only %s's", f.StartSeq, f.EndSeq, poison)
+				}
+			}
+			for d := range seqOf {
+				if ok[d] == 0 {
+					t.Errorf("record %s was never delivered", d)
+				}
+			}
+		})
+	}
+}
+
+// TestReleaseNotCalledForUnfinishedReads checks that a hard stop releases
+// nothing the engine still holds: reads whose records a failing function
+// keeps are never released.
+func TestReleaseNotCalledForUnfinishedReads(t *testing.T) {
+	s := fakes.NewStream(1)
+	s.Release = true
+	s.ReadLimit = 10
+	for i := 0; i < 50; i++ {
+		s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i)))
+	}
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+	}}
+	cfg := baseConfig()
+	r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: fn, Destination: &fakes.Destination{}, Checkpointer: fakes.NewCheckpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	eventually(t, "retries", func() bool { return len(fn.Invocations()) >= 5 })
+	cancel()
+	<-done
+	reads, released, err := s.Released()
+	if err != nil {
+		t.Error(err)
+	}
+	if reads == 0 || released != 0 {
+		t.Errorf("%d reads, %d released; want none released while the function fails", reads, released)
+	}
+}

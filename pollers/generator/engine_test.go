@@ -3,6 +3,7 @@ package generator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -92,8 +93,21 @@ func allRecords(t *testing.T, spec generator.Spec) map[string][]event.Record {
 // and one retry: exactly the poison records reach the destination, each in
 // a failure record of its own, and every other record succeeds once, in
 // order per key. A drain halfway and a restart from the checkpoints changes
-// nothing of that.
+// nothing of that. The reads' memory is reused as the engine releases it,
+// with one lane per shard and with reads split over four lanes. (With
+// four lanes a drain stops a lane's retries while the others go on, and
+// the restart delivers again what lies past the checkpoint, so that run
+// does not drain.)
 func TestEngineBisectsPoison(t *testing.T) {
+	for _, tc := range []struct {
+		lanes   int
+		restart bool
+	}{{1, true}, {4, false}} {
+		t.Run(fmt.Sprintf("P%d", tc.lanes), func(t *testing.T) { engineBisectsPoison(t, tc.lanes, tc.restart) })
+	}
+}
+
+func engineBisectsPoison(t *testing.T, lanes int, restart bool) {
 	spec := generator.Spec{Name: "poison", Shards: 3, Keys: 40, Count: 3000, Seed: 9, Poison: 0.01, ReadSize: 250}
 	var poisonSeqs []string
 	for _, recs := range allRecords(t, spec) {
@@ -111,7 +125,7 @@ func TestEngineBisectsPoison(t *testing.T) {
 	dest := &fakes.Destination{}
 	cps := fakes.NewCheckpoints()
 	cfg := mapping.Config{
-		Name: "m", Kind: event.Kinesis, SourceARN: spec.StreamARN(), BatchSize: 100, ParallelizationFactor: 1,
+		Name: "m", Kind: event.Kinesis, SourceARN: spec.StreamARN(), BatchSize: 100, ParallelizationFactor: lanes,
 		MaxRecordAge: -1, MaxRetryAttempts: 1, BisectOnError: true,
 		RetryInitial: time.Millisecond, RetryMax: 5 * time.Millisecond, ProgressInterval: -1,
 	}
@@ -150,7 +164,9 @@ func TestEngineBisectsPoison(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run(1000)
+	if restart {
+		run(1000)
+	}
 	run(3000)
 
 	var got []string

@@ -425,3 +425,37 @@ func TestAppendBase64(t *testing.T) {
 		})
 	}
 }
+
+// TestReleasedReadsAreReused checks that a read the engine released lends
+// its memory to a later read, and that a read not released is never
+// written again.
+func TestReleasedReadsAreReused(t *testing.T) {
+	s, err := New(Config{Spec: Spec{Name: "r", Shards: 1, Keys: 5, Count: 100, ReadSize: 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := s.Open(context.Background(), event.Shard{ID: "shardId-000000000000"}, event.Start{Type: event.TrimHorizon})
+	read := func() mapping.ReadResult {
+		t.Helper()
+		res, err := r.Read(context.Background())
+		if err != nil || len(res.Records) != 10 || res.Release == nil {
+			t.Fatalf("read: %d records, release %v, %v", len(res.Records), res.Release != nil, err)
+		}
+		return res
+	}
+	kept := read()
+	keptJSON := string(kept.Records[0].AppendJSON(nil))
+	released := read()
+	releasedSeq := released.Records[0].Seq
+	released.Release()
+	next := read()
+	if &next.Records[0] != &released.Records[0] || &next.Records[0].JSON[0] != &released.Records[0].JSON[0] {
+		t.Error("the read after a release has memory of its own; want the released read's")
+	}
+	if next.Records[0].Seq == releasedSeq {
+		t.Error("the reused memory holds the released records, not new ones")
+	}
+	if &read().Records[0] == &kept.Records[0] || string(kept.Records[0].AppendJSON(nil)) != keptJSON {
+		t.Error("a read not released was reused")
+	}
+}

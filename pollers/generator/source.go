@@ -231,7 +231,7 @@ func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (m
 			next = n - 1
 		}
 	}
-	r := &reader{src: s, sh: plan, perKey: make([]int64, len(plan.keys)), t0: time.Now()}
+	r := &reader{src: s, sh: plan, perKey: make([]int64, len(plan.keys)), t0: time.Now(), free: make(chan *readMem, freeReads)}
 	if plan.count >= 0 && next > plan.count {
 		next = plan.count
 	}
@@ -311,7 +311,20 @@ type reader struct {
 	data   []byte // scratch for one record's data
 	seq    []byte // scratch for one sequence number
 	nanos  nanosText
+	// free holds the memory of reads the engine released, for reuse.
+	free chan *readMem
 }
+
+// readMem is the memory of one read: its records and, for Kinesis-shaped
+// records, their base64 data.
+type readMem struct {
+	recs []event.Record
+	data []byte
+}
+
+// freeReads bounds the released reads a reader keeps: enough for a lane's
+// read and the one waiting for it, with room for a few more lanes.
+const freeReads = 4
 
 // pick returns the index, in the shard's key list, of record j's key.
 func (r *reader) pick(j int64) int {
@@ -348,7 +361,8 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 			}
 		}
 		if n > 0 {
-			return mapping.ReadResult{Records: r.generate(int(n), now), MillisBehind: -1}, nil
+			m := r.generate(int(n), now)
+			return mapping.ReadResult{Records: m.recs, MillisBehind: -1, Release: func() { r.release(m) }}, nil
 		}
 		if !s.deadline.IsZero() {
 			wait = min(wait, s.deadline.Sub(now))
@@ -374,11 +388,30 @@ func (r *reader) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// release takes back the memory of a read the engine is done with.
+func (r *reader) release(m *readMem) {
+	select {
+	case r.free <- m:
+	default: // enough kept: leave it to the garbage collector
+	}
+}
+
 // generate makes the next n records; now is the arrival time of records
-// generated as fast as read.
-func (r *reader) generate(n int, now time.Time) []event.Record {
+// generated as fast as read. Their memory is a released read's when one
+// is large enough.
+func (r *reader) generate(n int, now time.Time) *readMem {
 	s, sh := r.src, r.sh
-	recs := make([]event.Record, n)
+	var m *readMem
+	select {
+	case m = <-r.free:
+	default:
+		m = new(readMem)
+	}
+	if cap(m.recs) < n {
+		m.recs = make([]event.Record, n)
+	}
+	recs := m.recs[:n:n]
+	m.recs = recs
 	// One string holds the sequence numbers of the whole read.
 	r.seq = appendSeq(r.seq[:0], sh.idx, r.next)
 	w := len(r.seq)
@@ -395,7 +428,10 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 	// records from GetRecords keep theirs in the response.
 	var buf []byte
 	if s.kenc != nil {
-		buf = make([]byte, 0, n*base64.StdEncoding.EncodedLen(s.spec.Size))
+		if size := n * base64.StdEncoding.EncodedLen(s.spec.Size); cap(m.data) < size {
+			m.data = make([]byte, 0, size)
+		}
+		buf = m.data[:0]
 	}
 	for i := range recs {
 		j := r.next
@@ -424,7 +460,10 @@ func (r *reader) generate(n int, now time.Time) []event.Record {
 		}
 	}
 	s.generated.Add(int64(n))
-	return recs
+	if cap(buf) > cap(m.data) {
+		m.data = buf // grown: keep the larger one
+	}
+	return m
 }
 
 // incDecimal adds one to the decimal number that ends b, in place.

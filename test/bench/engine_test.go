@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"runtime"
@@ -29,6 +30,72 @@ const (
 
 func engineSpec() generator.Spec {
 	return generator.Spec{Name: "engine", Shards: engineShards, Keys: 1000, Size: 100, Count: engineRecords, Seed: 1}
+}
+
+// answerAtOnce is a function that answers every event with {} in process,
+// and counts the events it was sent.
+type answerAtOnce struct{ events atomic.Int64 }
+
+func (f *answerAtOnce) Invoke(ctx context.Context, req *mapping.Request) (*mapping.Response, error) {
+	if !bytes.HasPrefix(req.Payload, []byte(`{"Records":[{"kinesis":`)) || !bytes.HasSuffix(req.Payload, []byte("}]}")) {
+		return nil, fmt.Errorf("not a Kinesis event: %.80s", req.Payload)
+	}
+	f.events.Add(1)
+	return &mapping.Response{Body: []byte("{}"), StatusCode: 200}, nil
+}
+
+// BenchmarkEngineOwn is the engine target's engine without HTTP: the same
+// generated records, batches and checkpoints as BenchmarkEngine, invoking a
+// function that answers in process. It is the engine's own CPU per record
+// (generating, batching, building events, tracking checkpoints), with no
+// sockets or sink to add noise, so it also runs under valgrind's callgrind
+// (GODEBUG=asyncpreemptoff=1) for instruction counts that a busy host
+// does not move.
+func BenchmarkEngineOwn(b *testing.B) {
+	fn := &answerAtOnce{}
+	var records int64
+	run := func() {
+		src, err := generator.New(generator.Config{Spec: engineSpec()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r, err := mapping.NewRunner(mapping.Config{
+			Name: "engine", Kind: event.Kinesis, SourceARN: src.Spec().StreamARN(),
+			BatchSize: 100, ParallelizationFactor: 1, MaxRecordAge: -1, MaxRetryAttempts: -1, ProgressInterval: -1,
+		}, mapping.Deps{Source: src, Invoker: fn, Checkpointer: fakes.NewCheckpoints()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- r.Run(context.Background()) }()
+		<-src.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := r.Drain(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		records += r.Stats().InvokedEvents.Load()
+	}
+	run() // warm up
+	records = 0
+	fn.events.Store(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := selfCPU()
+	for i := 0; i < b.N; i++ {
+		run()
+	}
+	b.StopTimer()
+	if want := int64(b.N) * engineRecords; records != want || fn.events.Load() != want/100 {
+		b.Fatalf("the function got %d records in %d events, want %d in %d", records, fn.events.Load(), want, want/100)
+	}
+	n := float64(b.N) * engineRecords
+	b.ReportMetric(float64((selfCPU()-cpu0).Nanoseconds())/n, "cpu-ns/record")
+	b.ReportMetric(n/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(0, "ns/op")
 }
 
 // engineRun is what one run measured.

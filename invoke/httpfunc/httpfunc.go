@@ -157,6 +157,10 @@ func redact(u *url.URL) string {
 	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
+// Client returns the client of the Invokers configured without one, shared
+// by all of them. It is safe for concurrent use.
+func Client() *http.Client { return defaultClient() }
+
 var defaultClient = sync.OnceValue(func() *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{

@@ -2,6 +2,7 @@ package event
 
 import (
 	"encoding/base64"
+	"math/bits"
 	"slices"
 	"strconv"
 	"time"
@@ -93,10 +94,7 @@ func epochSecondsLen(t time.Time) int {
 		var b [32]byte
 		return len(AppendEpochSeconds(b[:0], t))
 	}
-	n := 1
-	for s := ms / 1000; s >= 10; s /= 10 {
-		n++
-	}
+	n := decimalDigits(uint64(ms / 1000))
 	if frac := ms % 1000; frac != 0 {
 		n += 4 // the point and three digits, less the trailing zeros
 		for ; frac%10 == 0; frac /= 10 {
@@ -104,6 +102,26 @@ func epochSecondsLen(t time.Time) int {
 		}
 	}
 	return n
+}
+
+// pow10 holds 10^0 … 10^19.
+var pow10 = func() (p [20]uint64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// decimalDigits is the number of decimal digits of v: from its bit length,
+// log10(2) ≈ 1233/4096 gives the digits of the smallest number of that
+// length, one short for the larger half.
+func decimalDigits(v uint64) int {
+	n := bits.Len64(v) * 1233 >> 12
+	if v >= pow10[n] {
+		n++
+	}
+	return max(n, 1)
 }
 
 // size is about the length of a record's Lambda JSON with base64Len bytes

@@ -300,3 +300,30 @@ func TestKinesisShardRecordMatchesEncode(t *testing.T) {
 		})
 	}
 }
+
+func TestDecimalDigits(t *testing.T) {
+	check := func(v uint64) {
+		t.Helper()
+		if got, want := decimalDigits(v), len(strconv.FormatUint(v, 10)); got != want {
+			t.Fatalf("decimalDigits(%d) = %d, want %d", v, got, want)
+		}
+	}
+	check(0)
+	check(1<<64 - 1)
+	for i, p := range pow10 {
+		check(p)
+		check(p - 1)
+		check(p + 1)
+		if i < 19 {
+			check(p*10 - 1)
+		}
+	}
+	for b := range 64 {
+		check(1 << b)
+		check(1<<b - 1)
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	for range 100000 {
+		check(rng.Uint64() >> rng.UintN(64))
+	}
+}

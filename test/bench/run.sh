@@ -43,13 +43,15 @@ median() {
 echo "== Kinesis (kinesalite), latency and scale" >&2
 CI=true ESMD_BENCH=1 ESMD_BENCH_OUT="$results" go test -count=1 -run '^(TestKinesisThroughput|TestLatency|TestScale)$' -v -timeout 30m ./test/bench >&2
 
-echo "== SQS: esmd and a raw receive-and-delete loop, on moto and ElasticMQ (3 rounds each)" >&2
+echo "== SQS: a raw receive-and-delete loop and esmd (at its five pollers, and scaling as Lambda does), on moto and ElasticMQ (3 rounds each)" >&2
 CI=true go test -count=1 -run '^$' -bench '^BenchmarkSQSThroughput$' -benchtime=3x -timeout 30m ./pollers/sqs | tee "$work/sqs.txt" >&2
 for srv in moto elasticmq; do
 	{
 		printf 'sqs\tratio to raw loop (%s)\t%s\tx\n' "$srv" "$(median esmd/raw "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
-		printf 'sqs\tesmd (%s)\t%s\tmsgs/s\n' "$srv" "$(median esmd-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
-		printf 'sqs\traw loop (%s)\t%s\tmsgs/s\n' "$srv" "$(median raw-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+		printf 'sqs\tesmd, 5 pollers (%s)\t%s\tmsgs/s\n' "$srv" "$(median esmd-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+		printf 'sqs\traw loop, 5 workers (%s)\t%s\tmsgs/s\n' "$srv" "$(median raw-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+		printf 'sqs\tratio to raw loop with Lambda'"'"'s scaling (%s)\t%s\tx\n' "$srv" "$(median scaling/raw "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
+		printf 'sqs\tesmd with Lambda'"'"'s scaling (%s)\t%s\tmsgs/s\n' "$srv" "$(median scaling-msgs/s "BenchmarkSQSThroughput/$srv" "$work/sqs.txt")"
 	} >>"$results"
 done
 
@@ -79,8 +81,10 @@ row "latency worst of first 5 after idle" "$(value latency 'worst of the first 5
 row "scale RSS, 1,000 idle shards" "$(value scale 'RSS with 1000 idle shards')" "MiB" "<= 143 (150 MB)" le 143
 row "scale RSS, 10,000 idle shards (runs)" "$(value scale 'RSS with 10000 idle shards')" "MiB" "runs" ge 0
 row "scale memory per shard" "$(value scale 'memory per shard')" "KiB" "reported" ge 0
-row "SQS esmd / raw loop (moto)" "$(value sqs 'ratio to raw loop (moto)')" "x" ">= 0.8" ge 0.8
-row "SQS esmd / raw loop (ElasticMQ)" "$(value sqs 'ratio to raw loop (elasticmq)')" "x" ">= 0.8" ge 0.8
+row "SQS esmd / raw loop, 5 each (moto)" "$(value sqs 'ratio to raw loop (moto)')" "x" ">= 0.8" ge 0.8
+row "SQS esmd / raw loop, 5 each (ElasticMQ)" "$(value sqs 'ratio to raw loop (elasticmq)')" "x" ">= 0.8" ge 0.8
+row "SQS, esmd scaling as Lambda (moto)" "$(value sqs "ratio to raw loop with Lambda's scaling (moto)")" "x" "reported" ge 0
+row "SQS, esmd scaling as Lambda (ElasticMQ)" "$(value sqs "ratio to raw loop with Lambda's scaling (elasticmq)")" "x" "reported" ge 0
 echo
 echo "raw values:"
 cat "$results"

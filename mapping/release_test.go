@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/mapping"
 	"github.com/esmd-dev/esmd/test/fakes"
 )
@@ -27,6 +28,20 @@ func (c *scrambleCheck) Invoke(ctx context.Context, req *mapping.Request) (*mapp
 		return &mapping.Response{StatusCode: 200}, nil
 	}
 	return c.fn.Invoke(ctx, req)
+}
+
+// scrambleDest is a destination that counts the failure records holding
+// a record of a read the engine had released, as it receives them.
+type scrambleDest struct {
+	fakes.Destination
+	after atomic.Int64
+}
+
+func (d *scrambleDest) Send(ctx context.Context, f *event.Failure) error {
+	if fakes.Scrambled(event.AppendEvent(nil, f.Records)) {
+		d.after.Add(1)
+	}
+	return d.Destination.Send(ctx, f)
 }
 
 // TestReleaseAfterEveryLaneIsDone checks ReadResult.Release: the engine
@@ -52,6 +67,17 @@ func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
 		{name: "retries", lanes: 2, answer: func(n int64, _ []fakes.Rec) (*mapping.Response, error) {
 			if n%3 == 0 {
 				return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+			}
+			return nil, nil
+		}},
+		{name: "bisect to a failure record, four lanes", lanes: 4, setup: func(cfg *mapping.Config) {
+			cfg.BisectOnError = true
+			cfg.MaxRetryAttempts = 0
+		}, answer: func(_ int64, recs []fakes.Rec) (*mapping.Response, error) {
+			for _, r := range recs {
+				if r.Data == poison {
+					return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+				}
 			}
 			return nil, nil
 		}},
@@ -103,13 +129,15 @@ func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
 			}}
 			check := &scrambleCheck{fn: fn}
 			cfg := baseConfig()
+			// Batches of 7 from reads of 30: shares end inside batches.
+			cfg.BatchSize = 7
 			cfg.ParallelizationFactor = tc.lanes
 			cfg.BatchWindow = tc.window
 			if tc.setup != nil {
 				tc.setup(&cfg)
 			}
 			cps := fakes.NewCheckpoints()
-			dest := &fakes.Destination{}
+			dest := &scrambleDest{}
 			r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: check, Destination: dest, Checkpointer: cps})
 			if err != nil {
 				t.Fatal(err)
@@ -128,6 +156,9 @@ func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
 
 			if n := check.after.Load(); n > 0 {
 				t.Errorf("%d events held records of reads already released", n)
+			}
+			if n := dest.after.Load(); n > 0 {
+				t.Errorf("%d failure records held records of reads already released", n)
 			}
 			reads, released, err := s.Released()
 			if err != nil {
@@ -155,6 +186,57 @@ func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestReleaseOnDrain checks a drain that stops a lane in the middle of its
+// retries: the reads the lanes finished are released, the rest are not,
+// and nothing released is used again.
+func TestReleaseOnDrain(t *testing.T) {
+	s := fakes.NewStream(1)
+	s.Release = true
+	s.ReadLimit = 9
+	for i := 0; i < 60; i++ {
+		s.Put("shard-0", "k"+fakes.Itoa(i%5), []byte(fmt.Sprintf("r%d", i)))
+	}
+	var failing atomic.Bool
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		for _, r := range recs {
+			if r.Data == poison {
+				failing.Store(true)
+				return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+			}
+		}
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	check := &scrambleCheck{fn: fn}
+	cfg := baseConfig()
+	cfg.BatchSize = 4
+	cfg.ParallelizationFactor = 2
+	r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: check, Destination: &fakes.Destination{}, Checkpointer: fakes.NewCheckpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	eventually(t, "the poison record failing", failing.Load)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := check.after.Load(); n > 0 {
+		t.Errorf("%d events held records of reads already released", n)
+	}
+	reads, released, err := s.Released()
+	if err != nil {
+		t.Error(err)
+	}
+	if released == 0 || released >= reads {
+		t.Errorf("%d reads, %d released; want the finished ones released and the poison record's kept", reads, released)
 	}
 }
 

@@ -233,6 +233,9 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		r.stats.Polls.Add(1)
 		n := len(res.Records)
 		if n == 0 {
+			if res.Release != nil {
+				res.Release() // nothing to hold
+			}
 			continue
 		}
 		r.stats.PolledEvents.Add(int64(n))

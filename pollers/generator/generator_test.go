@@ -446,13 +446,16 @@ func TestReleasedReadsAreReused(t *testing.T) {
 	kept := read()
 	keptJSON := string(kept.Records[0].AppendJSON(nil))
 	released := read()
-	releasedSeq := released.Records[0].Seq
+	recs0, data0, seq0 := &released.Records[0], &released.Records[0].JSON[0], released.Records[0].Seq
 	released.Release()
 	next := read()
-	if &next.Records[0] != &released.Records[0] || &next.Records[0].JSON[0] != &released.Records[0].JSON[0] {
-		t.Error("the read after a release has memory of its own; want the released read's")
+	if &next.Records[0] != recs0 {
+		t.Error("the read after a release has records of its own; want the released read's")
 	}
-	if next.Records[0].Seq == releasedSeq {
+	if &next.Records[0].JSON[0] != data0 {
+		t.Error("the read after a release has data of its own; want the released read's")
+	}
+	if next.Records[0].Seq == seq0 {
 		t.Error("the reused memory holds the released records, not new ones")
 	}
 	if &read().Records[0] == &kept.Records[0] || string(kept.Records[0].AppendJSON(nil)) != keptJSON {

@@ -410,8 +410,9 @@ func (r *reader) generate(n int, now time.Time) *readMem {
 	if cap(m.recs) < n {
 		m.recs = make([]event.Record, n)
 	}
+	// The read gets exactly n: an append to it must not run into the
+	// rest of m.recs, which keeps its whole capacity for larger reads.
 	recs := m.recs[:n:n]
-	m.recs = recs
 	// One string holds the sequence numbers of the whole read.
 	r.seq = appendSeq(r.seq[:0], sh.idx, r.next)
 	w := len(r.seq)

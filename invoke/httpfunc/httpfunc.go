@@ -172,11 +172,14 @@ var defaultClient = sync.OnceValue(func() *http.Client {
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
-			// The head and body of an event up to 64 KB go out in one
-			// write, where the default 4 KB buffer makes three: a
-			// batch of 100 Kinesis records of 100 bytes is 47 KB. A
-			// larger body is written through the buffer and then
-			// dialPooled's copy.
+			// Over plain HTTP/1.1, the head and body of an event up
+			// to 64 KB go out in one write, where the default 4 KB
+			// buffer makes three: a batch of 100 Kinesis records of
+			// 100 bytes is 47 KB. A larger body is written through
+			// the buffer and then dialPooled's copy. (TLS writes
+			// records of 16 KB at most whatever the buffer, and HTTP/2
+			// does not use it.) The buffer lives as long as its
+			// connection: 64 KB for each, where the default is 4 KB.
 			WriteBufferSize: 64 << 10,
 		},
 		// A redirect is answered as an invoke-side error: the event did

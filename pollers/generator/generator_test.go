@@ -427,38 +427,39 @@ func TestAppendBase64(t *testing.T) {
 }
 
 // TestReleasedReadsAreReused checks that a read the engine released lends
-// its memory to a later read, and that a read not released is never
-// written again.
+// its memory to a later read, which holds exactly its own records, and
+// that a read not released is never written again.
 func TestReleasedReadsAreReused(t *testing.T) {
-	s, err := New(Config{Spec: Spec{Name: "r", Shards: 1, Keys: 5, Count: 100, ReadSize: 10}})
+	// 25 records in reads of 10: 10, 10, then 5.
+	s, err := New(Config{Spec: Spec{Name: "r", Shards: 1, Keys: 5, Count: 25, ReadSize: 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, _ := s.Open(context.Background(), event.Shard{ID: "shardId-000000000000"}, event.Start{Type: event.TrimHorizon})
-	read := func() mapping.ReadResult {
+	read := func(want int) mapping.ReadResult {
 		t.Helper()
 		res, err := r.Read(context.Background())
-		if err != nil || len(res.Records) != 10 || res.Release == nil {
-			t.Fatalf("read: %d records, release %v, %v", len(res.Records), res.Release != nil, err)
+		if err != nil || len(res.Records) != want || cap(res.Records) != want || res.Release == nil {
+			t.Fatalf("read: %d records (cap %d), release %v, %v; want %d", len(res.Records), cap(res.Records), res.Release != nil, err, want)
 		}
 		return res
 	}
-	kept := read()
+	kept := read(10)
 	keptJSON := string(kept.Records[0].AppendJSON(nil))
-	released := read()
+	released := read(10)
 	recs0, data0, seq0 := &released.Records[0], &released.Records[0].JSON[0], released.Records[0].Seq
 	released.Release()
-	next := read()
+	next := read(5) // the smaller last read, in the larger one's memory
 	if &next.Records[0] != recs0 {
 		t.Error("the read after a release has records of its own; want the released read's")
 	}
 	if &next.Records[0].JSON[0] != data0 {
 		t.Error("the read after a release has data of its own; want the released read's")
 	}
-	if next.Records[0].Seq == seq0 {
-		t.Error("the reused memory holds the released records, not new ones")
+	if next.Records[0].Seq == seq0 || next.Records[4].Seq != "4900000000000000000000000025" {
+		t.Errorf("the reused memory holds %s..%s; want records 21 to 25", next.Records[0].Seq, next.Records[4].Seq)
 	}
-	if &read().Records[0] == &kept.Records[0] || string(kept.Records[0].AppendJSON(nil)) != keptJSON {
+	if string(kept.Records[0].AppendJSON(nil)) != keptJSON {
 		t.Error("a read not released was reused")
 	}
 }

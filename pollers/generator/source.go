@@ -316,10 +316,12 @@ type reader struct {
 }
 
 // readMem is the memory of one read: its records and, for Kinesis-shaped
-// records, their base64 data.
+// records, their base64 data. recs and data keep their whole capacity for
+// the reads that reuse them; records is this read's.
 type readMem struct {
-	recs []event.Record
-	data []byte
+	recs    []event.Record
+	data    []byte
+	records []event.Record
 }
 
 // freeReads bounds the released reads a reader keeps: enough for a lane's
@@ -362,7 +364,7 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		}
 		if n > 0 {
 			m := r.generate(int(n), now)
-			return mapping.ReadResult{Records: m.recs, MillisBehind: -1, Release: func() { r.release(m) }}, nil
+			return mapping.ReadResult{Records: m.records, MillisBehind: -1, Release: func() { r.release(m) }}, nil
 		}
 		if !s.deadline.IsZero() {
 			wait = min(wait, s.deadline.Sub(now))
@@ -413,6 +415,7 @@ func (r *reader) generate(n int, now time.Time) *readMem {
 	// The read gets exactly n: an append to it must not run into the
 	// rest of m.recs, which keeps its whole capacity for larger reads.
 	recs := m.recs[:n:n]
+	m.records = recs
 	// One string holds the sequence numbers of the whole read.
 	r.seq = appendSeq(r.seq[:0], sh.idx, r.next)
 	w := len(r.seq)

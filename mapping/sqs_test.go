@@ -356,13 +356,20 @@ func TestSQSFIFOGroups(t *testing.T) {
 func TestSQSFIFOGroupFailureHoldsLaterBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newFakeQueue(true, 30*time.Second)
-		q.leaky = true
 		q.send("g", bodiesN("x", 10)...)
 		var mu sync.Mutex
 		var ok []string
 		failed := false
 		f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
-			time.Sleep(100 * time.Millisecond)
+			// The queue leaks only once the first batch is in flight, so
+			// that the other poller's next receive (100 ms on) takes the
+			// later messages while x000 is being invoked. Had both
+			// pollers received at once, which of them locks the group
+			// first would be a race that no consumer can tell apart.
+			q.mu.Lock()
+			q.leaky = true
+			q.mu.Unlock()
+			time.Sleep(250 * time.Millisecond)
 			mu.Lock()
 			defer mu.Unlock()
 			if ms[0].Body == "x000" && !failed {

@@ -6,11 +6,20 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
+// plainASCII[b] is true for the ASCII bytes that appendString writes as
+// they are.
+var plainASCII = func() (t [256]bool) {
+	for b := 0x20; b < utf8.RuneSelf; b++ {
+		t[b] = b != '"' && b != '\\' && b != '<' && b != '>' && b != '&'
+	}
+	return t
+}()
+
 // plainString reports that appendString writes s as it is, between quotes.
 func plainString(s string) bool {
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b < 0x20 || b == '"' || b == '\\' || b == '<' || b == '>' || b == '&' {
+			if !plainASCII[b] {
 				return false
 			}
 			i++
@@ -33,7 +42,7 @@ func appendString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+			if plainASCII[b] {
 				i++
 				continue
 			}

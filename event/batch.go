@@ -37,11 +37,16 @@ func AddedSize(count, n int) int {
 // is.
 func AppendEvent(dst []byte, recs []Record) []byte {
 	dst = append(dst, eventHead...)
+	var last arrivalText
 	for i := range recs {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = recs[i].AppendJSON(dst)
+		if k := recs[i].kinesis; k != nil {
+			dst = k.append(dst, &recs[i], &last)
+		} else {
+			dst = append(dst, recs[i].JSON...)
+		}
 	}
 	return append(dst, eventTail...)
 }

@@ -60,7 +60,7 @@ func (r *Record) Size() int {
 // slice. Read a record's JSON with it: the JSON field may not hold it all.
 func (r *Record) AppendJSON(dst []byte) []byte {
 	if r.kinesis != nil {
-		return r.kinesis.append(dst, r)
+		return r.kinesis.append(dst, r, nil)
 	}
 	return append(dst, r.JSON...)
 }

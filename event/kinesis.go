@@ -58,7 +58,7 @@ type KinesisShard struct {
 func (e *KinesisEncoder) Shard(shardID string) *KinesisShard {
 	k := &KinesisShard{enc: e}
 	k.mid = append(appendRaw(append([]byte(nil), e.tail...), shardID), ':')
-	k.fixed = len(k.append(nil, &Record{})) - len(AppendEpochSeconds(nil, time.Time{}))
+	k.fixed = len(k.append(nil, &Record{}, nil)) - len(AppendEpochSeconds(nil, time.Time{}))
 	return k
 }
 
@@ -74,13 +74,39 @@ func (k *KinesisShard) Record(partitionKey, seq string, dataBase64 []byte, arriv
 		size: k.fixed + keyLen + 2*len(seq) + len(dataBase64) + epochSecondsLen(arrival)}
 }
 
-// append writes r's JSON.
-func (k *KinesisShard) append(dst []byte, r *Record) []byte {
+// arrivalText remembers the last arrival time written, in milliseconds,
+// and its text: records of a batch often arrived in the same millisecond,
+// and copying the text costs less than writing it again.
+type arrivalText struct {
+	ms  int64
+	n   int // 0: nothing remembered yet
+	txt [32]byte
+}
+
+// appendArrival writes t as AppendEpochSeconds does, reusing the text of
+// the last time when t is of the same millisecond. c may be nil.
+func (c *arrivalText) appendArrival(dst []byte, t time.Time) []byte {
+	if c == nil {
+		return AppendEpochSeconds(dst, t)
+	}
+	ms := t.UnixMilli()
+	if c.n > 0 && c.ms == ms {
+		return append(dst, c.txt[:c.n]...)
+	}
+	start := len(dst)
+	dst = AppendEpochSeconds(dst, t)
+	c.ms, c.n = ms, copy(c.txt[:], dst[start:])
+	return dst
+}
+
+// append writes r's JSON; last, when not nil, carries the arrival text
+// from record to record of a batch.
+func (k *KinesisShard) append(dst []byte, r *Record, last *arrivalText) []byte {
 	dst = slices.Grow(dst, r.size)
 	dst = k.enc.appendHead(dst, r.Key, r.Seq)
 	dst = append(dst, r.JSON...)
 	dst = append(dst, `","approximateArrivalTimestamp":`...)
-	dst = AppendEpochSeconds(dst, r.Arrival)
+	dst = last.appendArrival(dst, r.Arrival)
 	dst = append(dst, k.mid...)
 	dst = append(dst, r.Seq...)
 	return append(dst, k.enc.rest...)

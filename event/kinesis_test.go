@@ -301,6 +301,30 @@ func TestKinesisShardRecordMatchesEncode(t *testing.T) {
 	}
 }
 
+// An event's records carry their arrival text from one to the next when
+// they arrived in the same millisecond; every record must still read its
+// own time.
+func TestAppendEventArrivalTimes(t *testing.T) {
+	enc := NewKinesisEncoder("us-east-1", "arn:aws:kinesis:us-east-1:123456789012:stream/s", "")
+	sh := enc.Shard("shardId-000000000000")
+	ms := []int64{1545084650987, 1545084650987, 1545084650990, 1545084650987, 1545084651000, 1545084651000, -1500, 1e16, 1e16, 1545084650100}
+	var recs []Record
+	want := []byte(`{"Records":[`)
+	for i, m := range ms {
+		seq := strconv.Itoa(100 + i)
+		at := time.UnixMilli(m)
+		recs = append(recs, sh.Record("k", seq, []byte("AA=="), at))
+		if i > 0 {
+			want = append(want, ',')
+		}
+		want = append(want, enc.Encode("shardId-000000000000", "k", seq, []byte{0}, at).JSON...)
+	}
+	want = append(want, `]}`...)
+	if got := AppendEvent(nil, recs); string(got) != string(want) {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
 func TestDecimalDigits(t *testing.T) {
 	check := func(v uint64) {
 		t.Helper()

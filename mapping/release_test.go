@@ -44,6 +44,23 @@ func (d *scrambleDest) Send(ctx context.Context, f *event.Failure) error {
 	return d.Destination.Send(ctx, f)
 }
 
+// bisectOnly turns bisect on and retries off, so that a failing record
+// goes to the failure destination through bisection alone.
+func bisectOnly(cfg *mapping.Config) {
+	cfg.BisectOnError = true
+	cfg.MaxRetryAttempts = 0
+}
+
+// failPoison fails every batch that holds the poison record.
+func failPoison(_ int64, recs []fakes.Rec) (*mapping.Response, error) {
+	for _, r := range recs {
+		if r.Data == poison {
+			return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+		}
+	}
+	return nil, nil
+}
+
 // TestReleaseAfterEveryLaneIsDone checks ReadResult.Release: the engine
 // calls it once per read, and only once no lane will touch the read's
 // records again, through retries, bisects, partial batch responses,
@@ -70,28 +87,8 @@ func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
 			}
 			return nil, nil
 		}},
-		{name: "bisect to a failure record, four lanes", lanes: 4, setup: func(cfg *mapping.Config) {
-			cfg.BisectOnError = true
-			cfg.MaxRetryAttempts = 0
-		}, answer: func(_ int64, recs []fakes.Rec) (*mapping.Response, error) {
-			for _, r := range recs {
-				if r.Data == poison {
-					return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
-				}
-			}
-			return nil, nil
-		}},
-		{name: "bisect to a failure record", lanes: 1, setup: func(cfg *mapping.Config) {
-			cfg.BisectOnError = true
-			cfg.MaxRetryAttempts = 0
-		}, answer: func(_ int64, recs []fakes.Rec) (*mapping.Response, error) {
-			for _, r := range recs {
-				if r.Data == poison {
-					return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
-				}
-			}
-			return nil, nil
-		}},
+		{name: "bisect to a failure record, four lanes", lanes: 4, setup: bisectOnly, answer: failPoison},
+		{name: "bisect to a failure record", lanes: 1, setup: bisectOnly, answer: failPoison},
 		{name: "partial batch responses", lanes: 4, setup: func(cfg *mapping.Config) {
 			cfg.ReportBatchItemFailures = true
 		}, answer: func(n int64, recs []fakes.Rec) (*mapping.Response, error) {
@@ -138,21 +135,9 @@ func TestReleaseAfterEveryLaneIsDone(t *testing.T) {
 			}
 			cps := fakes.NewCheckpoints()
 			dest := &scrambleDest{}
-			r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: check, Destination: dest, Checkpointer: cps})
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- r.Run(context.Background()) }()
+			h := run(t, cfg, mapping.Deps{Source: s, Invoker: check, Destination: dest, Checkpointer: cps})
 			eventually(t, "checkpoint at the last record", func() bool { return cps.Get(mname, "shard-0").Seq == last })
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := r.Drain(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
+			h.drain()
 
 			if n := check.after.Load(); n > 0 {
 				t.Errorf("%d events held records of reads already released", n)
@@ -213,21 +198,9 @@ func TestReleaseOnDrain(t *testing.T) {
 	cfg := baseConfig()
 	cfg.BatchSize = 4
 	cfg.ParallelizationFactor = 2
-	r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: check, Destination: &fakes.Destination{}, Checkpointer: fakes.NewCheckpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
+	h := run(t, cfg, mapping.Deps{Source: s, Invoker: check, Destination: &fakes.Destination{}, Checkpointer: fakes.NewCheckpoints()})
 	eventually(t, "the poison record failing", failing.Load)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := r.Drain(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	h.drain()
 	if n := check.after.Load(); n > 0 {
 		t.Errorf("%d events held records of reads already released", n)
 	}
@@ -254,16 +227,9 @@ func TestReleaseNotCalledForUnfinishedReads(t *testing.T) {
 		return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
 	}}
 	cfg := baseConfig()
-	r, err := mapping.NewRunner(cfg, mapping.Deps{Source: s, Invoker: fn, Destination: &fakes.Destination{}, Checkpointer: fakes.NewCheckpoints()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
+	h := run(t, cfg, mapping.Deps{Source: s, Invoker: fn, Destination: &fakes.Destination{}, Checkpointer: fakes.NewCheckpoints()})
 	eventually(t, "retries", func() bool { return len(fn.Invocations()) >= 5 })
-	cancel()
-	<-done
+	h.stop()
 	reads, released, err := s.Released()
 	if err != nil {
 		t.Error(err)

@@ -52,23 +52,37 @@ func start(t *testing.T, cfg mapping.Config, stream *fakes.Stream, fn *fakes.Fun
 
 func startWith(t *testing.T, cfg mapping.Config, stream *fakes.Stream, fn *fakes.Function, cps *fakes.Checkpoints, dest *fakes.Destination) *harness {
 	t.Helper()
-	h := &harness{t: t, stream: stream, fn: fn, dest: dest, cps: cps, done: make(chan error, 1)}
-	if h.cps == nil {
-		h.cps = fakes.NewCheckpoints()
+	if cps == nil {
+		cps = fakes.NewCheckpoints()
 	}
-	r, err := mapping.NewRunner(cfg, mapping.Deps{Source: stream, Invoker: fn, Destination: h.dest, Checkpointer: h.cps})
+	h := run(t, cfg, mapping.Deps{Source: stream, Invoker: fn, Destination: dest, Checkpointer: cps})
+	h.stream, h.fn, h.dest, h.cps = stream, fn, dest, cps
+	return h
+}
+
+// run starts a runner with deps, for tests whose parts are not the fakes
+// a harness names; it stops the runner when the test ends.
+func run(t *testing.T, cfg mapping.Config, deps mapping.Deps) *harness {
+	t.Helper()
+	r, err := mapping.NewRunner(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.r = r
 	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
+	h := &harness{t: t, r: r, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		<-h.done
 	})
 	return h
+}
+
+// stop ends the runner hard, as a cancelled context does, and waits for
+// Run to return.
+func (h *harness) stop() {
+	h.cancel()
+	h.done <- <-h.done
 }
 
 // drain stops the runner softly and checks that Run returned nil.

@@ -59,24 +59,8 @@ func BenchmarkEngineOwn(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r, err := mapping.NewRunner(mapping.Config{
-			Name: "engine", Kind: event.Kinesis, SourceARN: src.Spec().StreamARN(),
-			BatchSize: 100, ParallelizationFactor: 1, MaxRecordAge: -1, MaxRetryAttempts: -1, ProgressInterval: -1,
-		}, mapping.Deps{Source: src, Invoker: fn, Checkpointer: fakes.NewCheckpoints()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- r.Run(context.Background()) }()
-		<-src.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := r.Drain(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
+		r := newEngineRunner(b, src, fn)
+		runToEnd(b, r, src)
 		records += r.Stats().InvokedEvents.Load()
 	}
 	run() // warm up
@@ -98,6 +82,37 @@ func BenchmarkEngineOwn(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// newEngineRunner is the engine of the engine benchmarks: one Kinesis
+// mapping over src, batches of 100, no retry limit and no progress lines.
+func newEngineRunner(tb testing.TB, src *generator.Source, inv mapping.Invoker) *mapping.Runner {
+	tb.Helper()
+	r, err := mapping.NewRunner(mapping.Config{
+		Name: "engine", Kind: event.Kinesis, SourceARN: src.Spec().StreamARN(),
+		BatchSize: 100, ParallelizationFactor: 1, MaxRecordAge: -1, MaxRetryAttempts: -1, ProgressInterval: -1,
+	}, mapping.Deps{Source: src, Invoker: inv, Checkpointer: fakes.NewCheckpoints()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// runToEnd runs r until src has given every record, then drains what the
+// lanes hold.
+func runToEnd(tb testing.TB, r *mapping.Runner, src *generator.Source) {
+	tb.Helper()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	<-src.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := r.Drain(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // engineRun is what one run measured.
 type engineRun struct {
 	elapsed       time.Duration
@@ -117,13 +132,7 @@ func runEngine(tb testing.TB, sinkURL string) engineRun {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	r, err := mapping.NewRunner(mapping.Config{
-		Name: "engine", Kind: event.Kinesis, SourceARN: src.Spec().StreamARN(),
-		BatchSize: 100, ParallelizationFactor: 1, MaxRecordAge: -1, MaxRetryAttempts: -1, ProgressInterval: -1,
-	}, mapping.Deps{Source: src, Invoker: inv, Checkpointer: fakes.NewCheckpoints()})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	r := newEngineRunner(tb, src, inv)
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -147,18 +156,7 @@ func runEngine(tb testing.TB, sinkURL string) engineRun {
 		}
 	}()
 	start := time.Now()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(context.Background()) }()
-	<-src.Done()
-	// Every record was read: a drain flushes what the lanes hold.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := r.Drain(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		tb.Fatal(err)
-	}
+	runToEnd(tb, r, src)
 	elapsed := time.Since(start)
 	runtime.ReadMemStats(&after)
 	close(stop)

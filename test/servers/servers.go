@@ -52,8 +52,8 @@ const Account = "000000000000"
 // installHint is appended to "X not installed".
 const installHint = "run bash test/install.sh"
 
-//go:embed loopback.js
-var loopbackJS []byte
+//go:embed preload.js
+var nodePreloadJS []byte
 
 var (
 	mainMu     sync.Mutex
@@ -243,16 +243,16 @@ var (
 	preloadErr  error
 )
 
-// loopbackPreload writes the embedded Node preload to a temp file once.
-func loopbackPreload() (string, error) {
+// nodePreload writes the embedded Node preload to a temp file once.
+func nodePreload() (string, error) {
 	preloadOnce.Do(func() {
-		f, err := os.CreateTemp("", "esmd-loopback-*.js")
+		f, err := os.CreateTemp("", "esmd-preload-*.js")
 		if err != nil {
 			preloadErr = err
 			return
 		}
 		path := f.Name()
-		if _, err := f.Write(loopbackJS); err != nil {
+		if _, err := f.Write(nodePreloadJS); err != nil {
 			f.Close()
 			preloadErr = err
 			return
@@ -262,7 +262,7 @@ func loopbackPreload() (string, error) {
 			return
 		}
 		preloadPath = path
-		register("loopback preload", func() error { return os.Remove(path) })
+		register("node preload", func() error { return os.Remove(path) })
 	})
 	return preloadPath, preloadErr
 }
@@ -318,7 +318,12 @@ func startProc(p proc) error {
 	stop := func() error {
 		select {
 		case <-done:
-			return nil // already gone
+			// Gone before the end: a crash, which the tests sharing the
+			// server only see as refused connections. Say so, with the
+			// log. The run does not fail for it here: the tests that
+			// needed the server have failed and said what they saw.
+			fmt.Fprintf(os.Stderr, "servers: %s (pid %d) exited during the tests (%v); log %s:\n%s\n", p.name, pid, waitErr, logf.Name(), tail(logf.Name()))
+			return nil
 		default:
 		}
 		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {

@@ -2,6 +2,9 @@ package servers
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +81,42 @@ func TestCreateQueueTopicBucketTable(t *testing.T) {
 	sa := CreateTable(t, ep, table)
 	if want := "arn:aws:dynamodb:us-east-1:000000000000:table/" + table + "/stream/"; len(sa) <= len(want) || sa[:len(want)] != want {
 		t.Errorf("stream arn = %q, want prefix %q", sa, want)
+	}
+}
+
+// TestKinesisServersSurviveAbortedRequests: a client that resets its
+// connection halfway through a request body must not bring the shared
+// server down. kinesalite throws from its request error listener and so
+// exited on such a reset, as the chaos tests' fault proxy causes; the
+// harness's Node preload keeps it up.
+func TestKinesisServersSurviveAbortedRequests(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		start func(testing.TB) string
+	}{{"kinesis-mock", KinesisMock}, {"kinesalite", Kinesalite}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ep := tc.start(t)
+			for range 3 {
+				c, err := net.Dial("tcp", strings.TrimPrefix(ep, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\n"+
+					"X-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 100\r\n\r\n{\"Limit\":", strings.TrimPrefix(ep, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Let the server read the head and wait for the rest.
+				time.Sleep(200 * time.Millisecond)
+				_ = c.(*net.TCPConn).SetLinger(0)
+				_ = c.Close()
+			}
+			time.Sleep(200 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := KinesisClient(ep).ListStreams(ctx, &kinesis.ListStreamsInput{}); err != nil {
+				t.Fatalf("the server after three aborted requests: %v", err)
+			}
+		})
 	}
 }

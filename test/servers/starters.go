@@ -53,7 +53,7 @@ func startKinesisMock() (string, error) {
 	if err != nil {
 		return "", &notInstalledError{server: "kinesis-mock (node)"}
 	}
-	preload, err := loopbackPreload()
+	preload, err := nodePreload()
 	if err != nil {
 		return "", fmt.Errorf("kinesis-mock: preload: %w", err)
 	}
@@ -114,7 +114,7 @@ func startKinesalite() (string, error) {
 	if err != nil {
 		return "", &notInstalledError{server: "kinesalite (node)"}
 	}
-	preload, err := loopbackPreload()
+	preload, err := nodePreload()
 	if err != nil {
 		return "", fmt.Errorf("kinesalite: preload: %w", err)
 	}

@@ -93,10 +93,11 @@ func (h *harness) drain() {
 	if err := h.r.Drain(ctx); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := <-h.done; err != nil {
+	err := <-h.done
+	h.done <- nil // for the cleanup, which waits for Run too
+	if err != nil {
 		h.t.Fatalf("Run after drain = %v, want nil", err)
 	}
-	h.done <- nil
 }
 
 // eventually waits up to 10 s for cond.

@@ -350,9 +350,10 @@ func TestSQSFIFOGroups(t *testing.T) {
 	})
 }
 
-// TestSQSFIFOGroupFailureHoldsLaterBatches gives two pollers consecutive
-// messages of one group at once, as a queue with racing receives may: when
-// the earlier batch fails, the later one is returned, not invoked.
+// TestSQSFIFOGroupFailureHoldsLaterBatches hands a second poller later
+// messages of a group while the first poller's batch of it is being
+// invoked, as a queue with racing receives may: when the earlier batch
+// fails, the later one is returned, not invoked.
 func TestSQSFIFOGroupFailureHoldsLaterBatches(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newFakeQueue(true, 30*time.Second)

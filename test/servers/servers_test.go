@@ -36,11 +36,14 @@ func TestStartersShareOneServer(t *testing.T) {
 	}
 }
 
+// kinesisServers are the two Kinesis servers the harness starts.
+var kinesisServers = []struct {
+	name  string
+	start func(testing.TB) string
+}{{"kinesis-mock", KinesisMock}, {"kinesalite", Kinesalite}}
+
 func TestCreateStreamOnBothKinesisServers(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		start func(testing.TB) string
-	}{{"kinesis-mock", KinesisMock}, {"kinesalite", Kinesalite}} {
+	for _, tc := range kinesisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := tc.start(t)
 			name := UniqueName("s")
@@ -90,10 +93,7 @@ func TestCreateQueueTopicBucketTable(t *testing.T) {
 // exited on such a reset, as the chaos tests' fault proxy causes; the
 // harness's Node preload keeps it up.
 func TestKinesisServersSurviveAbortedRequests(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		start func(testing.TB) string
-	}{{"kinesis-mock", KinesisMock}, {"kinesalite", Kinesalite}} {
+	for _, tc := range kinesisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := tc.start(t)
 			for range 3 {

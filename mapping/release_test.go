@@ -186,11 +186,9 @@ func TestReleaseOnDrain(t *testing.T) {
 	}
 	var failing atomic.Bool
 	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
-		for _, r := range recs {
-			if r.Data == poison {
-				failing.Store(true)
-				return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
-			}
+		if _, err := failPoison(0, recs); err != nil {
+			failing.Store(true)
+			return nil, err
 		}
 		return &mapping.Response{StatusCode: 200}, nil
 	}}

@@ -43,10 +43,11 @@ type ReadResult struct {
 	// Release, when set, is called once the engine is done with Records:
 	// every record was resolved, and the engine holds neither the slice nor
 	// any record's JSON bytes (at once for a poll without records). The
-	// reader may then reuse that memory for a later poll. The engine may still hold the records' strings (Key, Seq,
-	// ID, Receipt), whose memory must never be reused. Release is called at
-	// most once, from any goroutine, and not at all when the engine stops
-	// before it is done; the memory is then garbage as usual.
+	// reader may then reuse that memory for a later poll. The engine may
+	// still hold the records' strings (Key, Seq, ID, Receipt), whose memory
+	// must never be reused. Release is called at most once, from any
+	// goroutine, and not at all when the engine stops before it is done;
+	// the memory is then garbage as usual.
 	Release func()
 }
 

@@ -262,15 +262,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 		for i := range res.Records {
 			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
 		}
-		// The lanes hold copies of the records, which point at the read's
-		// JSON bytes: the read is released once each lane is done.
-		shares := 0
-		for _, recs := range perLane {
-			if len(recs) > 0 {
-				shares++
-			}
-		}
-		sent := w.sendAll(ctx, perLane, newReadRef(res.Release, shares))
+		sent := w.sendAll(ctx, perLane, res.Release)
 		clear(perLane) // the lanes own the shares now
 		if !sent {
 			break
@@ -294,8 +286,17 @@ func (w *worker) send(ctx context.Context, lane int, s share) bool {
 
 // sendAll hands each lane its share of a poll, in whatever order the lanes
 // take them. A fixed order could deadlock: a lane held back by waitLead
-// would block the send to the lane that holds the checkpoint back.
-func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, ref *readRef) bool {
+// would block the send to the lane that holds the checkpoint back. The
+// lanes hold copies of the records, which point at the poll's JSON bytes:
+// release, when set, is called once every lane that got a share is done.
+func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, release func()) bool {
+	shares := 0
+	for _, recs := range perLane {
+		if len(recs) > 0 {
+			shares++
+		}
+	}
+	ref := newReadRef(release, shares)
 	var cases []reflect.SelectCase
 	for i, recs := range perLane {
 		if len(recs) == 0 {

@@ -316,12 +316,11 @@ type reader struct {
 }
 
 // readMem is the memory of one read: its records and, for Kinesis-shaped
-// records, their base64 data. recs and data keep their whole capacity for
-// the reads that reuse them; records is this read's.
+// records, their base64 data. Both keep their whole capacity for the reads
+// that reuse them.
 type readMem struct {
-	recs    []event.Record
-	data    []byte
-	records []event.Record
+	recs []event.Record
+	data []byte
 }
 
 // freeReads bounds the released reads a reader keeps: enough for a lane's
@@ -363,8 +362,8 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 			}
 		}
 		if n > 0 {
-			m := r.generate(int(n), now)
-			return mapping.ReadResult{Records: m.records, MillisBehind: -1, Release: func() { r.release(m) }}, nil
+			m, recs := r.generate(int(n), now)
+			return mapping.ReadResult{Records: recs, MillisBehind: -1, Release: func() { r.release(m) }}, nil
 		}
 		if !s.deadline.IsZero() {
 			wait = min(wait, s.deadline.Sub(now))
@@ -399,11 +398,10 @@ func (r *reader) release(m *readMem) {
 }
 
 // generate makes the next n records; now is the arrival time of records
-// generated as fast as read. Their memory is a released read's when one
-// is large enough.
-func (r *reader) generate(n int, now time.Time) *readMem {
+// generated as fast as read. Their memory, m, is a released read's when
+// one is large enough.
+func (r *reader) generate(n int, now time.Time) (m *readMem, recs []event.Record) {
 	s, sh := r.src, r.sh
-	var m *readMem
 	select {
 	case m = <-r.free:
 	default:
@@ -414,8 +412,7 @@ func (r *reader) generate(n int, now time.Time) *readMem {
 	}
 	// The read gets exactly n: an append to it must not run into the
 	// rest of m.recs, which keeps its whole capacity for larger reads.
-	recs := m.recs[:n:n]
-	m.records = recs
+	recs = m.recs[:n:n]
 	// One string holds the sequence numbers of the whole read.
 	r.seq = appendSeq(r.seq[:0], sh.idx, r.next)
 	w := len(r.seq)
@@ -467,7 +464,7 @@ func (r *reader) generate(n int, now time.Time) *readMem {
 	if cap(buf) > cap(m.data) {
 		m.data = buf // grown: keep the larger one
 	}
-	return m
+	return m, recs
 }
 
 // incDecimal adds one to the decimal number that ends b, in place.

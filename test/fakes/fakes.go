@@ -35,8 +35,7 @@ type Stream struct {
 	Release bool
 
 	reads     int              // reads with records, with Release set
-	released  int              // Release calls
-	scrambled [][]event.Record // the reads released
+	scrambled [][]event.Record // the reads released, one per Release call
 }
 
 // scramble is what a released read holds.
@@ -207,7 +206,6 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 func (s *Stream) scramble(recs []event.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.released++
 	for i := range recs {
 		for j := range recs[i].JSON {
 			recs[i].JSON[j] = scramble[j%len(scramble)]
@@ -226,11 +224,11 @@ func (s *Stream) Released() (reads, released int, err error) {
 	for _, recs := range s.scrambled {
 		for i := range recs {
 			if recs[i].Key != scramble || recs[i].Seq != scramble {
-				return s.reads, s.released, fmt.Errorf("fakes: a released read's record %d was changed after its release: key %q, seq %q", i, recs[i].Key, recs[i].Seq)
+				return s.reads, len(s.scrambled), fmt.Errorf("fakes: a released read's record %d was changed after its release: key %q, seq %q", i, recs[i].Key, recs[i].Seq)
 			}
 		}
 	}
-	return s.reads, s.released, nil
+	return s.reads, len(s.scrambled), nil
 }
 
 // Scrambled reports that payload holds a record of a released read.

@@ -96,18 +96,24 @@ func TestKinesisServersSurviveAbortedRequests(t *testing.T) {
 	for _, tc := range kinesisServers {
 		t.Run(tc.name, func(t *testing.T) {
 			ep := tc.start(t)
+			addr := strings.TrimPrefix(ep, "http://")
+			var conns []net.Conn
 			for range 3 {
-				c, err := net.Dial("tcp", strings.TrimPrefix(ep, "http://"))
+				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					t.Fatal(err)
 				}
+				conns = append(conns, c)
 				_, err = fmt.Fprintf(c, "POST / HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-amz-json-1.1\r\n"+
-					"X-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 100\r\n\r\n{\"Limit\":", strings.TrimPrefix(ep, "http://"))
+					"X-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 100\r\n\r\n{\"Limit\":", addr)
 				if err != nil {
 					t.Fatal(err)
 				}
-				// Let the server read the head and wait for the rest.
-				time.Sleep(200 * time.Millisecond)
+			}
+			// Let the server read the heads and wait for the rest, then
+			// reset every connection.
+			time.Sleep(200 * time.Millisecond)
+			for _, c := range conns {
 				_ = c.(*net.TCPConn).SetLinger(0)
 				_ = c.Close()
 			}

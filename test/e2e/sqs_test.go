@@ -230,7 +230,9 @@ func TestSQSStandardQueue20000(t *testing.T) {
 	counts := map[string]int{}
 	s := newSink(t, func(c call) (int, string) {
 		recs := sqsRecords(t, c.Body)
-		time.Sleep(20 * time.Millisecond) // a handler that takes a little time
+		// A handler slow enough that 5 pollers (at most 250 messages/s)
+		// cannot keep up with what moto can hand out.
+		time.Sleep(200 * time.Millisecond)
 		mu.Lock()
 		for _, r := range recs {
 			counts[r.Body]++
@@ -455,26 +457,13 @@ func TestSQSFIFOGroups(t *testing.T) {
 		t.Fatalf("%d times two batches of one group were in flight; %d messages in a batch of another group", clashes, mixed)
 	}
 	var redeliveredAt time.Time
-	othersWhileHeld, repeats := 0, 0
+	othersWhileHeld := 0
 	for g := range groups {
 		name := fmt.Sprintf("g%02d", g)
 		var done []string
 		for _, d := range byGroup[name] {
 			if d.ok {
-				for _, b := range d.bodies {
-					// moto's ReceiveMessage is not atomic across
-					// concurrent calls: two pollers may get the same
-					// message, which then succeeds twice, not always in
-					// a row (test/SERVERS.md). Count such repeats; the
-					// first successes must be in order. Strict FIFO
-					// order, repeats included, is checked on ElasticMQ
-					// (sqs_elasticmq_test.go).
-					if slices.Contains(done, b) {
-						repeats++
-						continue
-					}
-					done = append(done, b)
-				}
+				done = append(done, d.bodies...)
 				if name == "g07" && redeliveredAt.IsZero() && d.at.After(failedAt) {
 					redeliveredAt = d.at
 				}
@@ -484,23 +473,8 @@ func TestSQSFIFOGroups(t *testing.T) {
 		for i := range per {
 			want = append(want, fmt.Sprintf("%s-%03d", name, i))
 		}
-		if name == "g07" {
-			// moto's long poll fixes the set of busy groups when it starts,
-			// so messages of g07 sent after the poison's receive can be
-			// handed out while the poison is in flight (test/SERVERS.md);
-			// SQS holds the group. esmd returns those it received before
-			// the failure. Here only the part before the poison is exact,
-			// and every message must succeed.
-			sorted := slices.Sorted(slices.Values(done))
-			if len(done) < 50 || !slices.Equal(done[:50], want[:50]) || !slices.Equal(sorted, want) {
-				t.Errorf("group g07: successful deliveries %v", done)
-			} else if !slices.Equal(done, want) {
-				t.Logf("group g07 after the poison, as moto handed it out: %v", done[50:])
-			}
-			continue
-		}
 		if !slices.Equal(done, want) {
-			t.Errorf("group %s: successful deliveries out of order or incomplete: %v", name, done)
+			t.Errorf("group %s: successful deliveries out of order, repeated or incomplete: %v", name, done)
 		}
 	}
 	for g, ds := range byGroup {
@@ -516,8 +490,8 @@ func TestSQSFIFOGroups(t *testing.T) {
 	if othersWhileHeld == 0 {
 		t.Fatalf("no other group was served while g07 was held back")
 	}
-	t.Logf("%d invocations; %d batches of other groups while g07 waited %s; %d messages delivered twice by moto's receive race",
-		len(s.snapshot()), othersWhileHeld, redeliveredAt.Sub(failedAt), repeats)
+	t.Logf("%d invocations; %d batches of other groups while g07 waited %s",
+		len(s.snapshot()), othersWhileHeld, redeliveredAt.Sub(failedAt))
 }
 
 func TestSQSHeartbeatLongInvocation(t *testing.T) {

@@ -23,7 +23,7 @@ package servers
 import (
 	"bytes"
 	"context"
-	_ "embed"
+	"embed"
 	"errors"
 	"fmt"
 	"io"
@@ -53,8 +53,11 @@ const Account = "000000000000"
 // installHint is appended to "X not installed".
 const installHint = "run bash test/install.sh"
 
-//go:embed preload.js
-var nodePreloadJS []byte
+// The harness's own scripts, written to temporary files on first use:
+// preload.js for the Node servers and moto_shim.py for moto.
+//
+//go:embed preload.js moto_shim.py
+var scripts embed.FS
 
 var (
 	mainMu     sync.Mutex
@@ -239,33 +242,39 @@ var (
 	logsMu   sync.Mutex
 	logFiles []string
 
-	preloadOnce sync.Once
-	preloadPath string
-	preloadErr  error
+	scriptsMu   sync.Mutex
+	scriptPaths = map[string]string{}
 )
 
-// nodePreload writes the embedded Node preload to a temp file once.
-func nodePreload() (string, error) {
-	preloadOnce.Do(func() {
-		f, err := os.CreateTemp("", "esmd-preload-*.js")
-		if err != nil {
-			preloadErr = err
-			return
-		}
-		path := f.Name()
-		if _, err := f.Write(nodePreloadJS); err != nil {
-			f.Close()
-			preloadErr = err
-			return
-		}
-		if err := f.Close(); err != nil {
-			preloadErr = err
-			return
-		}
-		preloadPath = path
-		register("node preload", func() error { return os.Remove(path) })
-	})
-	return preloadPath, preloadErr
+// script writes the embedded script name to a temporary file once and
+// returns its path; Main removes the file.
+func script(name string) (string, error) {
+	scriptsMu.Lock()
+	defer scriptsMu.Unlock()
+	if p, ok := scriptPaths[name]; ok {
+		return p, nil
+	}
+	data, err := scripts.ReadFile(name)
+	if err != nil {
+		return "", fmt.Errorf("script %s: %w", name, err)
+	}
+	ext := filepath.Ext(name)
+	f, err := os.CreateTemp("", "esmd-"+strings.TrimSuffix(name, ext)+"-*"+ext)
+	if err != nil {
+		return "", fmt.Errorf("script %s: %w", name, err)
+	}
+	path := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return "", fmt.Errorf("script %s: %w", name, err)
+	}
+	scriptPaths[name] = path
+	register(name, func() error { return os.Remove(path) })
+	return path, nil
 }
 
 // proc describes one external server process to start.

@@ -4,12 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/errgroup"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -124,5 +130,119 @@ func TestKinesisServersSurviveAbortedRequests(t *testing.T) {
 				t.Fatalf("the server after three aborted requests: %v", err)
 			}
 		})
+	}
+}
+
+// TestMotoSQSUnderConcurrentCalls pins what the harness's moto shim
+// (moto_shim.py) adds: moto 5.2.5 alone hands one message to two concurrent
+// receivers, and concurrent deletes and sends rebuild the queue's list over
+// each other, bringing deleted messages back or losing sent ones.
+func TestMotoSQSUnderConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	const n, receivers, senders, sends = 400, 8, 4, 100
+	ep := Moto(t)
+	url, _ := CreateQueue(t, ep, UniqueName("conc"), map[string]string{"VisibilityTimeout": "60"})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := SQSClient(ep)
+	sendN := func(prefix string, count int) error {
+		for i := 0; i < count; i += 10 {
+			var entries []sqstypes.SendMessageBatchRequestEntry
+			for j := i; j < min(i+10, count); j++ {
+				entries = append(entries, sqstypes.SendMessageBatchRequestEntry{
+					Id: aws.String(strconv.Itoa(j)), MessageBody: aws.String(fmt.Sprintf("%s%04d", prefix, j)),
+				})
+			}
+			out, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+			if err != nil {
+				return err
+			}
+			if len(out.Failed) > 0 {
+				return fmt.Errorf("send: %d failed", len(out.Failed))
+			}
+		}
+		return nil
+	}
+	if err := sendN("m", n); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every receiver takes batches until the queue is empty.
+	var mu sync.Mutex
+	got := map[string]int{}
+	var handles []string
+	var g errgroup.Group
+	for range receivers {
+		g.Go(func() error {
+			for {
+				out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10})
+				if err != nil {
+					return err
+				}
+				if len(out.Messages) == 0 {
+					return nil
+				}
+				mu.Lock()
+				for _, m := range out.Messages {
+					got[aws.ToString(m.Body)]++
+					handles = append(handles, aws.ToString(m.ReceiptHandle))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n || len(handles) != n {
+		var twice []string
+		for b, k := range got {
+			if k > 1 {
+				twice = append(twice, b)
+			}
+		}
+		slices.Sort(twice)
+		t.Fatalf("%d receives of %d distinct messages, want %d of %d; received more than once: %v", len(handles), len(got), n, n, twice)
+	}
+
+	// Delete every received message while new ones are sent: the queue must
+	// end with exactly the new ones.
+	for i := range receivers {
+		g.Go(func() error {
+			for j := i * 10; j < len(handles); j += receivers * 10 {
+				var entries []sqstypes.DeleteMessageBatchRequestEntry
+				for k, h := range handles[j:min(j+10, len(handles))] {
+					entries = append(entries, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(k)), ReceiptHandle: aws.String(h)})
+				}
+				out, err := c.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url), Entries: entries})
+				if err != nil {
+					return err
+				}
+				if len(out.Failed) > 0 {
+					return fmt.Errorf("delete: %d failed: %s", len(out.Failed), aws.ToString(out.Failed[0].Message))
+				}
+			}
+			return nil
+		})
+	}
+	for i := range senders {
+		g.Go(func() error { return sendN(fmt.Sprintf("s%d-", i), sends) })
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url),
+		AttributeNames: []sqstypes.QueueAttributeName{
+			sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	visible := attrs.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)]
+	inFlight := attrs.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)]
+	if want := strconv.Itoa(senders * sends); visible != want || inFlight != "0" {
+		t.Fatalf("after the deletes and sends the queue holds %s visible and %s in flight, want %s and 0", visible, inFlight, want)
 	}
 }

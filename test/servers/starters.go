@@ -53,7 +53,7 @@ func startKinesisMock() (string, error) {
 	if err != nil {
 		return "", &notInstalledError{server: "kinesis-mock (node)"}
 	}
-	preload, err := nodePreload()
+	preload, err := script("preload.js")
 	if err != nil {
 		return "", fmt.Errorf("kinesis-mock: preload: %w", err)
 	}
@@ -114,7 +114,7 @@ func startKinesalite() (string, error) {
 	if err != nil {
 		return "", &notInstalledError{server: "kinesalite (node)"}
 	}
-	preload, err := nodePreload()
+	preload, err := script("preload.js")
 	if err != nil {
 		return "", fmt.Errorf("kinesalite: preload: %w", err)
 	}
@@ -140,7 +140,9 @@ func startKinesalite() (string, error) {
 
 // Moto returns the http endpoint of the test binary's moto server (DynamoDB,
 // DynamoDB Streams, SQS, SNS, S3 and more on one port), starting it on first
-// use. It skips t (fails under CI=true) when moto is not installed. Safe for
+// use, through the harness's moto_shim.py, which makes each SQS queue's
+// receive, send, delete and visibility change atomic (test/SERVERS.md). It
+// skips t (fails under CI=true) when moto is not installed. Safe for
 // concurrent use; blocks while the server starts (about 1-2 s).
 func Moto(t testing.TB) string {
 	t.Helper()
@@ -150,9 +152,16 @@ func Moto(t testing.TB) string {
 }
 
 func startMoto() (string, error) {
-	bin, err := tool("moto", filepath.Join("venv", "bin", "moto_server"))
+	python, err := tool("moto", filepath.Join("venv", "bin", "python"))
 	if err != nil {
 		return "", err
+	}
+	if _, err := tool("moto", filepath.Join("venv", "bin", "moto_server")); err != nil {
+		return "", err
+	}
+	shim, err := script("moto_shim.py")
+	if err != nil {
+		return "", fmt.Errorf("moto: %w", err)
 	}
 	port, err := freePort()
 	if err != nil {
@@ -161,8 +170,8 @@ func startMoto() (string, error) {
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
 	err = startProc(proc{
 		name: "moto",
-		path: bin,
-		args: []string{"-H", "127.0.0.1", "-p", strconv.Itoa(port)},
+		path: python,
+		args: []string{shim, "-H", "127.0.0.1", "-p", strconv.Itoa(port)},
 		env: []string{
 			"AWS_DEFAULT_REGION=" + Region,
 			"MOTO_ACCOUNT_ID=" + Account,

@@ -53,6 +53,10 @@ type ReadResult struct {
 
 // Request is one invocation of a function.
 type Request struct {
+	// Payload is the event. It stays the engine's buffer: once Invoke has
+	// returned nil, the invoker must not read it again (the engine writes
+	// its next event there). After an error the engine does not reuse it,
+	// so an invocation abandoned on a timeout may still be sending it.
 	Payload   []byte
 	RequestID string
 	Mapping   string

@@ -404,9 +404,10 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 		s.last = outcome{err: err}
 	}
 	l.log.Debug("invoked", "request_id", req.RequestID, "records", len(s.recs), "bytes", len(l.payload), "attempt", req.Attempt, "err", err)
-	if err != nil {
-		// An abandoned invocation (timed out, cancelled, cut off) may
-		// still be sending the event: the next one gets a new buffer.
+	if err != nil || resp.PayloadInUse {
+		// An abandoned invocation (timed out, cancelled, cut off), or one
+		// the function answered early, may still be sending the event:
+		// the next one gets a new buffer.
 		l.payload = nil
 	}
 	return resp, err

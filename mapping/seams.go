@@ -53,10 +53,11 @@ type ReadResult struct {
 
 // Request is one invocation of a function.
 type Request struct {
-	// Payload is the event. It stays the engine's buffer: once Invoke has
-	// returned nil, the invoker must not read it again (the engine writes
-	// its next event there). After an error the engine does not reuse it,
-	// so an invocation abandoned on a timeout may still be sending it.
+	// Payload is the event. It stays the engine's buffer, which the engine
+	// writes its next event into: once Invoke has returned nil, the invoker
+	// must not read it again, unless it set Response.PayloadInUse. After an
+	// error the engine does not reuse it, so an invocation abandoned on a
+	// timeout may still be sending it.
 	Payload   []byte
 	RequestID string
 	Mapping   string
@@ -70,6 +71,10 @@ type Response struct {
 	Body            []byte
 	StatusCode      int
 	ExecutedVersion string
+	// PayloadInUse tells the engine that the invoker may still be reading
+	// Request.Payload (the function answered before it had the whole
+	// event), so the engine must not reuse that buffer.
+	PayloadInUse bool
 }
 
 // Invoker invokes a function with one event. It is safe for concurrent use.

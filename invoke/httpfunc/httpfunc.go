@@ -216,55 +216,6 @@ func (c pooledConn) ReadFrom(r io.Reader) (int64, error) {
 // writeOnly hides the connection's own ReadFrom from io.CopyBuffer.
 type writeOnly struct{ io.Writer }
 
-// payloadBody is a request body over the engine's payload, which the engine
-// writes its next event into once Invoke returns. net/http may still be
-// writing a body after Do has returned: when the function answered before
-// reading all of it, or when the invocation was cancelled. So Invoke
-// detaches the body before it returns, and a later read fails instead of
-// reading the engine's new bytes; net/http then closes that connection.
-type payloadBody struct {
-	mu   sync.Mutex
-	data []byte
-	gone bool // detached: Invoke has returned
-}
-
-// errDetached fails a read of the body after Invoke returned.
-var errDetached = errors.New("http function: request body read after the invocation ended")
-
-func newPayloadBody(data []byte) *payloadBody { return &payloadBody{data: data} }
-
-// reader returns a new reader from the start of the body; net/http asks for
-// one again (GetBody) to resend a request on a fresh connection.
-func (b *payloadBody) reader() io.ReadCloser { return &payloadReader{b: b} }
-
-func (b *payloadBody) detach() {
-	b.mu.Lock()
-	b.gone, b.data = true, nil
-	b.mu.Unlock()
-}
-
-type payloadReader struct {
-	b   *payloadBody
-	off int
-}
-
-func (r *payloadReader) Read(p []byte) (int, error) {
-	r.b.mu.Lock()
-	defer r.b.mu.Unlock()
-	if r.b.gone {
-		return 0, errDetached
-	}
-	if r.off >= len(r.b.data) {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b.data[r.off:])
-	r.off += n
-	return n, nil
-}
-
-// Close does nothing: Invoke's detach is what ends the body.
-func (r *payloadReader) Close() error { return nil }
-
 // errTimedOut is the cause of the context of an invocation that ran out of
 // time.
 var errTimedOut = errors.New("invocation timed out")
@@ -291,21 +242,21 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 	// connected tells a timeout while the function had the event (a
 	// function error) from one while still connecting (invoke-side).
 	var connected atomic.Bool
+	// wrote tells whether net/http has finished writing the request,
+	// whatever the outcome. It may still be writing the body after Do has
+	// returned, when the function answered before reading all of it; the
+	// engine must then not reuse the payload (Response.PayloadInUse).
+	var wrote atomic.Bool
 	cctx = httptrace.WithClientTrace(cctx, &httptrace.ClientTrace{
-		GotConn: func(httptrace.GotConnInfo) { connected.Store(true) },
+		GotConn:      func(httptrace.GotConnInfo) { connected.Store(true) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
 
-	body := newPayloadBody(req.Payload)
-	defer body.detach()
-	hr, err := http.NewRequestWithContext(cctx, http.MethodPost, inv.url, body.reader())
+	hr, err := http.NewRequestWithContext(cctx, http.MethodPost, inv.url, bytes.NewReader(req.Payload))
 	if err != nil {
 		return nil, fmt.Errorf("http function %s: build request: %w", inv.name, err)
 	}
 	hr.ContentLength = int64(len(req.Payload))
-	hr.GetBody = func() (io.ReadCloser, error) { return body.reader(), nil }
-	if len(req.Payload) == 0 {
-		hr.Body, hr.GetBody = http.NoBody, nil // a non-nil empty body would be sent chunked
-	}
 	if inv.host != "" {
 		hr.Host = inv.host
 	}
@@ -335,6 +286,9 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 		return nil, inv.transportError(ctx, cctx, connected.Load(), id, deadline.Sub(start), err)
 	}
 	out, ierr := inv.outcome(resp, answer, errors.Is(err, errTooLarge))
+	if out != nil {
+		out.PayloadInUse = !wrote.Load()
+	}
 	if inv.log.Enabled(ctx, slog.LevelDebug) {
 		inv.log.LogAttrs(ctx, slog.LevelDebug, "http function invoked",
 			slog.String("function", inv.name), slog.String("mapping", req.Mapping),

@@ -226,6 +226,10 @@ type call struct {
 	once    sync.Once
 	resp    *mapping.Response
 	err     error
+	// sent is set once the event is written to the process. A process
+	// may answer before it has read the whole event; Invoke then tells
+	// the engine the payload is still in use.
+	sent atomic.Bool
 }
 
 func (c *call) finish(resp *mapping.Response, err error) {
@@ -260,6 +264,9 @@ func (inv *Invoker) Invoke(ctx context.Context, req *mapping.Request) (*mapping.
 	}
 	select {
 	case <-c.done:
+		if c.resp != nil && !c.sent.Load() {
+			c.resp.PayloadInUse = true
+		}
 		return c.resp, c.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("runtime function %s: request %s: %w", inv.cfg.Name, id, ctx.Err())
@@ -610,6 +617,7 @@ func (s *slot) next(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.Itoa(len(c.payload)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(c.payload)
+	c.sent.Store(true)
 }
 
 // take ends the invocation id of this process and returns it, or nil when

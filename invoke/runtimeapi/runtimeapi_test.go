@@ -1,10 +1,12 @@
 package runtimeapi
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -218,5 +220,42 @@ func TestRuntimeAPITimeoutRestartsProcess(t *testing.T) {
 			t.Fatalf("no new process after the timeout (pid %d, alive %v)", newPID, alive)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestRuntimeAPIAnswerBeforeEventRead checks that an invocation answered
+// while esmd is still writing the event to the process reports the payload
+// as in use, so that the engine does not write its next event into it.
+func TestRuntimeAPIAnswerBeforeEventRead(t *testing.T) {
+	inv, api := playRuntime(t, 30*time.Second)
+	// Larger than the loopback socket buffers: the write of the event
+	// blocks while the test does not read it.
+	payload := strings.Repeat("a", 32<<20)
+	got := invokeAsync(inv, "req-big", payload)
+
+	// GET next, and read only the head of the answer.
+	addr := strings.TrimPrefix(api, "http://")
+	addr = addr[:strings.IndexByte(addr, '/')]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := resp.Header.Get("Lambda-Runtime-Aws-Request-Id"); resp.StatusCode != 200 || id != "req-big" {
+		t.Fatalf("next = %d, request id %q", resp.StatusCode, id)
+	}
+	if status, _, _ := do(t, "POST", api+"invocation/req-big/response", "{}"); status != http.StatusAccepted {
+		t.Fatalf("response = %d, want 202", status)
+	}
+	o := <-got
+	if o.err != nil || !o.resp.PayloadInUse {
+		t.Fatalf("Invoke = %+v, %v; want success with the payload in use", o.resp, o.err)
 	}
 }

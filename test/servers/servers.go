@@ -246,8 +246,10 @@ var (
 	scriptPaths = map[string]string{}
 )
 
-// script writes the embedded script name to a temporary file once and
-// returns its path; Main removes the file.
+// script writes the embedded script name, under its own name, into a
+// private temporary folder once, and returns its path; Main removes the
+// folder. A folder of its own, because Python puts a script's folder first
+// on its import path.
 func script(name string) (string, error) {
 	scriptsMu.Lock()
 	defer scriptsMu.Unlock()
@@ -258,22 +260,16 @@ func script(name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("script %s: %w", name, err)
 	}
-	ext := filepath.Ext(name)
-	f, err := os.CreateTemp("", "esmd-"+strings.TrimSuffix(name, ext)+"-*"+ext)
+	dir, err := os.MkdirTemp("", "esmd-script-")
 	if err != nil {
 		return "", fmt.Errorf("script %s: %w", name, err)
 	}
-	path := f.Name()
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		_ = os.Remove(path)
+	register(name, func() error { return os.RemoveAll(dir) })
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
 		return "", fmt.Errorf("script %s: %w", name, err)
 	}
 	scriptPaths[name] = path
-	register(name, func() error { return os.Remove(path) })
 	return path, nil
 }
 

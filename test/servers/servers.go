@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -53,8 +54,8 @@ const Account = "000000000000"
 // installHint is appended to "X not installed".
 const installHint = "run bash test/install.sh"
 
-// The harness's own scripts, written to temporary files on first use:
-// preload.js for the Node servers and moto_shim.py for moto.
+// The harness's own scripts, written into one temporary folder on first
+// use: preload.js for the Node servers and moto_shim.py for moto.
 //
 //go:embed preload.js moto_shim.py
 var scripts embed.FS
@@ -241,36 +242,38 @@ func tool(server, rel string) (string, error) {
 var (
 	logsMu   sync.Mutex
 	logFiles []string
-
-	scriptsMu   sync.Mutex
-	scriptPaths = map[string]string{}
 )
 
-// script writes the embedded script name, under its own name, into a
-// private temporary folder once, and returns its path; Main removes the
-// folder. A folder of its own, because Python puts a script's folder first
-// on its import path.
+// scriptDir writes every embedded script, under its own name, into a
+// private temporary folder once, and returns the folder; Main removes it. A
+// folder of its own, because Python puts a script's folder first on its
+// import path.
+var scriptDir = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "esmd-scripts-")
+	if err != nil {
+		return "", fmt.Errorf("scripts: %w", err)
+	}
+	register("scripts", func() error { return os.RemoveAll(dir) })
+	names, err := fs.Glob(scripts, "*")
+	if err != nil {
+		return "", fmt.Errorf("scripts: %w", err)
+	}
+	for _, name := range names {
+		data, err := scripts.ReadFile(name)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name), data, 0o600)
+		}
+		if err != nil {
+			return "", fmt.Errorf("script %s: %w", name, err)
+		}
+	}
+	return dir, nil
+})
+
+// script returns the path of the embedded script name.
 func script(name string) (string, error) {
-	scriptsMu.Lock()
-	defer scriptsMu.Unlock()
-	if p, ok := scriptPaths[name]; ok {
-		return p, nil
-	}
-	data, err := scripts.ReadFile(name)
-	if err != nil {
-		return "", fmt.Errorf("script %s: %w", name, err)
-	}
-	dir, err := os.MkdirTemp("", "esmd-script-")
-	if err != nil {
-		return "", fmt.Errorf("script %s: %w", name, err)
-	}
-	register(name, func() error { return os.RemoveAll(dir) })
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		return "", fmt.Errorf("script %s: %w", name, err)
-	}
-	scriptPaths[name] = path
-	return path, nil
+	dir, err := scriptDir()
+	return filepath.Join(dir, name), err
 }
 
 // proc describes one external server process to start.

@@ -140,8 +140,9 @@ func startKinesalite() (string, error) {
 
 // Moto returns the http endpoint of the test binary's moto server (DynamoDB,
 // DynamoDB Streams, SQS, SNS, S3 and more on one port), starting it on first
-// use, through the harness's moto_shim.py, which makes each SQS queue's
-// receive, send, delete and visibility change atomic (test/SERVERS.md). It
+// use, through the harness's moto_shim.py, which puts every SQS queue's
+// receive, send, delete, purge and visibility change under one lock
+// (test/SERVERS.md). It
 // skips t (fails under CI=true) when moto is not installed. Safe for
 // concurrent use; blocks while the server starts (about 1-2 s).
 func Moto(t testing.TB) string {
@@ -152,11 +153,8 @@ func Moto(t testing.TB) string {
 }
 
 func startMoto() (string, error) {
-	python, err := tool("moto", filepath.Join("venv", "bin", "python"))
+	bin, err := tool("moto", filepath.Join("venv", "bin", "moto_server"))
 	if err != nil {
-		return "", err
-	}
-	if _, err := tool("moto", filepath.Join("venv", "bin", "moto_server")); err != nil {
 		return "", err
 	}
 	shim, err := script("moto_shim.py")
@@ -170,7 +168,7 @@ func startMoto() (string, error) {
 	endpoint := "http://127.0.0.1:" + strconv.Itoa(port)
 	err = startProc(proc{
 		name: "moto",
-		path: python,
+		path: filepath.Join(filepath.Dir(bin), "python"), // the venv's, which has moto
 		args: []string{shim, "-H", "127.0.0.1", "-p", strconv.Itoa(port)},
 		env: []string{
 			"AWS_DEFAULT_REGION=" + Region,

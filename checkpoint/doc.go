@@ -1,8 +1,11 @@
 // Package checkpoint stores where each shard of each stream mapping is done.
 //
-// File is the embedded default: one bbolt file on local disk, with a bucket
-// per mapping and a key per shard. A Save is durable (fsynced) when it
-// returns, and Saves that arrive together from many shards share one
-// transaction, so the cost of a sync is paid once per group rather than once
-// per shard.
+// File is the embedded default: one file on local disk holding a log of the
+// positions saved, which it reads into memory when it opens. A Save is
+// durable when it returns: it appends one checksummed frame and syncs it
+// with one fdatasync, into space the file already has. Saves that arrive
+// together from many shards share one frame and one sync. The log is
+// rewritten into a new file, renamed over the old one, once it has grown
+// to twice what it holds. Files written by older versions (bbolt
+// databases) are converted when they open.
 package checkpoint

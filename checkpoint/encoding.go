@@ -25,6 +25,9 @@ func encode(p event.Position) []byte {
 	return append(v, p.Seq...)
 }
 
+// encodedLen is len(encode(p)).
+func encodedLen(p event.Position) int { return 2 + len(p.Seq) }
+
 func decode(v []byte) (event.Position, error) {
 	if len(v) == 0 {
 		return event.Position{}, errors.New("empty position value")

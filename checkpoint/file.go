@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/mapping"
@@ -44,6 +45,7 @@ type Option func(*options)
 type options struct {
 	log         *slog.Logger
 	lockTimeout time.Duration
+	compactAt   int64 // tests lower it
 }
 
 // WithLogger sets the logger; the default discards.
@@ -65,18 +67,34 @@ func WithLockTimeout(d time.Duration) Option {
 	}
 }
 
-// File is the embedded checkpoint store: one bbolt file, a bucket per mapping
-// and a key per shard. It is safe for concurrent use.
+// File is the embedded checkpoint store: one file holding a log of the
+// positions saved (format.go), replayed into memory when it opens. It is
+// safe for concurrent use.
 //
 // One goroutine, started by OpenFile and stopped by Close, owns the writes:
 // each Save hands it a request and waits. The goroutine takes every request
-// that is waiting, writes them in one transaction, syncs it to disk and then
-// answers them all, so concurrent Saves from many shards share one sync
-// without any added delay for a lone Save.
+// that is waiting, appends them as one frame, syncs it to disk (one
+// fdatasync) and then answers them all, so concurrent Saves from many shards
+// share one sync without any added delay for a lone Save. When the log has
+// grown well past what it holds, the goroutine writes the positions into a
+// new file and renames it over the old one (compaction).
 type File struct {
-	db   *bolt.DB
 	path string
 	log  *slog.Logger
+
+	mu    sync.RWMutex
+	state map[string]map[string]event.Position // synced positions: mapping, shard
+
+	// Owned by the writer goroutine (and by OpenFile before it starts).
+	file      *os.File // the open, locked log
+	end       int64    // where the next frame goes
+	alloc     int64    // the file's synced size: zeros from end to alloc
+	logged    int64    // bytes of frames since the file was last written whole
+	compactAt int64    // logged may reach this before a rewrite (minCompact)
+	rewrites  int      // files written whole, for tests
+	live      int64    // bytes a frame of every position would take
+	broken    error    // set by a failed write: the next commit rewrites the file
+	buf       []byte
 
 	reqs    chan *saveReq
 	closing chan struct{} // closed by Close
@@ -88,18 +106,29 @@ type File struct {
 
 type saveReq struct {
 	mapping, shard string
-	val            []byte
+	p              event.Position
 	done           chan error // buffered: the writer never blocks on it
 }
+
+const (
+	// chunk is how far ahead of the log the file is grown with zeros.
+	chunk = 64 << 10
+	// minCompact is how many bytes of frames the log takes before it may
+	// be rewritten; past it, it is rewritten once it holds twice what a
+	// fresh file would.
+	minCompact = 1 << 20
+)
 
 // OpenFile opens the checkpoint file at path, creating it (0600) and its
 // folder (0700) when missing. It blocks for up to the lock timeout when
 // another process holds the file, and then fails with an error wrapping
 // ErrLocked. A damaged file or one that is not a checkpoint file fails with
-// an error wrapping ErrCorrupt; OpenFile never replaces it. Close the File
-// when done.
+// an error wrapping ErrCorrupt; OpenFile never replaces it. A file written
+// by an older esmd (a bbolt database) is rewritten in the current format
+// with the same positions. A frame torn by a crash while it was written,
+// whose Save never returned, is dropped. Close the File when done.
 func OpenFile(path string, opts ...Option) (*File, error) {
-	o := options{log: slog.New(slog.DiscardHandler), lockTimeout: DefaultLockTimeout}
+	o := options{log: slog.New(slog.DiscardHandler), lockTimeout: DefaultLockTimeout, compactAt: minCompact}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -110,74 +139,123 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("checkpoint file %s: create folder: %w", path, err)
 	}
-	_, statErr := os.Stat(path)
-	created := errors.Is(statErr, fs.ErrNotExist)
-
-	db, err := openBolt(path, o.lockTimeout)
+	file, err := openLocked(path, o.lockTimeout)
 	switch {
-	case errors.Is(err, berrors.ErrTimeout):
+	case errors.Is(err, errLockTimeout):
 		return nil, fmt.Errorf("checkpoint file %s: %w (is another esmd running with this file?): gave up after %s",
 			path, ErrLocked, o.lockTimeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
-		errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, errPanic):
-		return nil, fmt.Errorf("checkpoint file %s: %w (move it away to start over, or restore a copy): %w",
-			path, ErrCorrupt, err)
 	case err != nil:
 		return nil, fmt.Errorf("checkpoint file %s: open: %w", path, err)
 	}
-	if created {
-		// Make the new file's name durable too, not only its content.
-		if err := syncDir(dir); err != nil {
-			_ = db.Close()
-			return nil, fmt.Errorf("checkpoint file %s: sync folder: %w", path, err)
-		}
-	}
-	if err := verify(db); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("checkpoint file %s: %w (move it away to start over, or restore a copy): %w",
-			path, ErrCorrupt, err)
-	}
 	f := &File{
-		db:      db,
-		path:    path,
-		log:     o.log,
-		reqs:    make(chan *saveReq, maxGroup),
-		closing: make(chan struct{}),
-		stopped: make(chan struct{}),
+		path:      path,
+		log:       o.log,
+		file:      file,
+		state:     map[string]map[string]event.Position{},
+		live:      int64(frameHeadLen),
+		compactAt: o.compactAt,
+		reqs:      make(chan *saveReq, maxGroup),
+		closing:   make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	created, err := f.load()
+	if err != nil {
+		_ = f.file.Close() // the new file, if load rewrote it
+		return nil, fmt.Errorf("checkpoint file %s: %w", path, err)
 	}
 	go f.write()
 	f.log.Info("checkpoint file opened", "path", path, "created", created)
 	return f, nil
 }
 
+// load reads the open file into f.state and readies it for appending. A
+// new (empty) file gets its header; an older bbolt file is converted.
+func (f *File) load() (created bool, err error) {
+	removeStale(f.path)
+	fi, err := f.file.Stat()
+	if err != nil {
+		return false, fmt.Errorf("stat: %w", err)
+	}
+	if fi.Size() == 0 {
+		// New. The header is written into a new file renamed over this
+		// one, so that a crash leaves either an empty file or a whole
+		// header, never a part of one.
+		if err := f.rewrite(nil); err != nil {
+			return false, fmt.Errorf("create: %w", err)
+		}
+		return true, nil
+	}
+	// Look at the start before reading a file that may be anything.
+	head := make([]byte, min(fi.Size(), 64))
+	if _, err := f.file.ReadAt(head, 0); err != nil {
+		return false, fmt.Errorf("read: %w", err)
+	}
+	if !isBolt(head) {
+		if err := checkHeader(head); err != nil {
+			return false, fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+		}
+	}
+	b, err := io.ReadAll(f.file)
+	if err != nil {
+		return false, fmt.Errorf("read: %w", err)
+	}
+	if isBolt(b) {
+		state, err := readBolt(b)
+		if err != nil {
+			return false, fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+		}
+		for m, shards := range state {
+			for s, p := range shards {
+				f.put(m, s, p)
+			}
+		}
+		if err := f.rewrite(nil); err != nil {
+			return false, fmt.Errorf("convert from the older (bbolt) format: %w", err)
+		}
+		f.log.Info("checkpoint file converted from the older (bbolt) format", "path", f.path, "mappings", len(state))
+		return false, nil
+	}
+	sc, err := scan(b, func(mappingName, shard string, val []byte) error {
+		p, err := decode(val)
+		if err != nil {
+			return fmt.Errorf("mapping %s shard %s: %w", mappingName, shard, err)
+		}
+		f.put(mappingName, shard, p)
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+	}
+	f.end, f.alloc = int64(sc.end), int64(len(b))
+	f.logged = f.end - int64(headerLen)
+	if sc.torn {
+		// The tail is a frame whose sync a crash cut short: its Saves
+		// never returned. Zero it, so the log goes on from there.
+		f.log.Warn("checkpoint file: dropped the last write, cut short by a crash before it was acknowledged",
+			"path", f.path, "at_byte", sc.end)
+		if _, err := f.file.WriteAt(make([]byte, len(b)-sc.end), f.end); err != nil {
+			return false, fmt.Errorf("clear the torn tail: %w", err)
+		}
+		if err := fdatasync(f.file); err != nil {
+			return false, fmt.Errorf("clear the torn tail: sync: %w", err)
+		}
+	}
+	return false, nil
+}
+
 // Path returns the file's path.
 func (f *File) Path() string { return f.path }
 
 // Load returns the saved position of shard in mapping, or a zero Position
-// when there is none. It reads committed state only and does not wait for
+// when there is none. It reads synced state only and does not wait for
 // Saves in flight.
 func (f *File) Load(ctx context.Context, mappingName, shard string) (event.Position, error) {
 	if err := f.check(ctx); err != nil {
 		return event.Position{}, fmt.Errorf("checkpoint file %s: load %s/%s: %w", f.path, mappingName, shard, err)
 	}
-	var p event.Position
-	err := f.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(mappingName))
-		if b == nil {
-			return nil
-		}
-		v := b.Get([]byte(shard))
-		if v == nil {
-			return nil
-		}
-		var err error
-		p, err = decode(v)
-		return err
-	})
-	if err != nil {
-		return event.Position{}, fmt.Errorf("checkpoint file %s: load %s/%s: %w", f.path, mappingName, shard, err)
-	}
-	return p, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.state[mappingName][shard], nil
 }
 
 // All returns the saved position of every shard of mapping, keyed by shard
@@ -186,24 +264,10 @@ func (f *File) All(ctx context.Context, mappingName string) (map[string]event.Po
 	if err := f.check(ctx); err != nil {
 		return nil, fmt.Errorf("checkpoint file %s: read %s: %w", f.path, mappingName, err)
 	}
-	out := make(map[string]event.Position)
-	err := f.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte(mappingName))
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, v []byte) error {
-			p, err := decode(v)
-			if err != nil {
-				return fmt.Errorf("shard %s: %w", k, err)
-			}
-			out[string(k)] = p
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint file %s: read %s: %w", f.path, mappingName, err)
-	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]event.Position, len(f.state[mappingName]))
+	maps.Copy(out, f.state[mappingName])
 	return out, nil
 }
 
@@ -213,17 +277,9 @@ func (f *File) Mappings(ctx context.Context) ([]string, error) {
 	if err := f.check(ctx); err != nil {
 		return nil, fmt.Errorf("checkpoint file %s: list mappings: %w", f.path, err)
 	}
-	var names []string
-	err := f.db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, _ *bolt.Bucket) error {
-			names = append(names, string(name))
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint file %s: list mappings: %w", f.path, err)
-	}
-	return names, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return slices.Sorted(maps.Keys(f.state)), nil
 }
 
 // Save stores p as the position of shard in mapping. It blocks until the
@@ -240,7 +296,7 @@ func (f *File) Save(ctx context.Context, mappingName, shard string, p event.Posi
 	if err := f.check(ctx); err != nil {
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
 	}
-	r := &saveReq{mapping: mappingName, shard: shard, val: encode(p), done: make(chan error, 1)}
+	r := &saveReq{mapping: mappingName, shard: shard, p: p, done: make(chan error, 1)}
 	select {
 	case f.reqs <- r:
 	case <-f.closing:
@@ -272,7 +328,7 @@ func (f *File) Close() error {
 	f.closeOnce.Do(func() {
 		close(f.closing)
 		<-f.stopped
-		if err := f.db.Close(); err != nil {
+		if err := f.file.Close(); err != nil {
 			f.closeErr = fmt.Errorf("checkpoint file %s: close: %w", f.path, err)
 		}
 	})
@@ -321,27 +377,33 @@ func (f *File) take(group []*saveReq) []*saveReq {
 	return group
 }
 
+// commit makes a group of Saves durable and answers them: it appends them
+// as one frame and syncs it, or, when the log is due for compaction or the
+// last write failed, rewrites the whole file with them.
 func (f *File) commit(group []*saveReq) {
 	start := time.Now()
-	err := f.db.Update(func(tx *bolt.Tx) error {
-		var (
-			b    *bolt.Bucket
-			name string
-		)
+	b := startFrame(f.buf[:0])
+	for _, r := range group {
+		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
+	}
+	b = finishFrame(b, 0)
+	f.buf = b
+	var err error
+	switch {
+	case f.broken != nil, f.logged+int64(len(b)) > max(f.compactAt, 2*f.live):
+		err = f.rewrite(group)
+	default:
+		err = f.append(b)
+	}
+	if err == nil {
+		f.mu.Lock()
 		for _, r := range group {
-			if b == nil || r.mapping != name {
-				var err error
-				if b, err = tx.CreateBucketIfNotExists([]byte(r.mapping)); err != nil {
-					return fmt.Errorf("mapping %s: %w", r.mapping, err)
-				}
-				name = r.mapping
-			}
-			if err := b.Put([]byte(r.shard), r.val); err != nil {
-				return fmt.Errorf("shard %s/%s: %w", r.mapping, r.shard, err)
-			}
+			f.put(r.mapping, r.shard, r.p)
 		}
-		return nil
-	})
+		f.mu.Unlock()
+	} else if ge := (*growError)(nil); !errors.As(err, &ge) {
+		f.broken = err
+	}
 	for i, r := range group {
 		r.done <- err
 		group[i] = nil
@@ -351,73 +413,159 @@ func (f *File) commit(group []*saveReq) {
 	}
 }
 
+// append writes the frame b at the end of the log and syncs it. When it
+// does not fit in the zeros ahead, the file first grows by zeros, synced
+// on their own: a frame is never written past the file's synced size, so a
+// file that ends inside a frame was cut short, not torn by a crash.
+func (f *File) append(b []byte) error {
+	if need := f.end + int64(len(b)); need > f.alloc {
+		grow := (need - f.alloc + chunk - 1) / chunk * chunk
+		if _, err := f.file.WriteAt(make([]byte, grow), f.alloc); err != nil {
+			return &growError{fmt.Errorf("grow: %w", err)}
+		}
+		if err := fdatasync(f.file); err != nil {
+			return &growError{fmt.Errorf("grow: sync: %w", err)}
+		}
+		f.alloc += grow
+	}
+	if _, err := f.file.WriteAt(b, f.end); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	if err := fdatasync(f.file); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	f.end += int64(len(b))
+	f.logged += int64(len(b))
+	return nil
+}
+
+// growError is a failure to grow the file. It wrote zeros past the log
+// only, so the log is as it was and the next commit may append again: on
+// a full disk, appending needs less room than rewriting.
+type growError struct{ err error }
+
+func (e *growError) Error() string { return e.err.Error() }
+func (e *growError) Unwrap() error { return e.err }
+
+// rewrite writes every synced position, and the group's on top of them,
+// into a new file, syncs it and renames it over the log: compaction, and
+// the way back to a known file after a failed write.
+func (f *File) rewrite(group []*saveReq) (err error) {
+	f.mu.RLock()
+	b := appendHeader(f.buf[:0])
+	b = startFrame(b)
+	for _, m := range slices.Sorted(maps.Keys(f.state)) {
+		shards := f.state[m]
+		for _, s := range slices.Sorted(maps.Keys(shards)) {
+			b = appendEntry(b, m, s, encode(shards[s]))
+		}
+	}
+	f.mu.RUnlock()
+	for _, r := range group {
+		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
+	}
+	b = finishFrame(b, headerLen)
+	f.buf = b[:0]
+
+	dir := filepath.Dir(f.path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+staleSuffix+"*")
+	if err != nil {
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(b); err != nil {
+		return fmt.Errorf("rewrite: write: %w", err)
+	}
+	if err := fdatasync(tmp); err != nil {
+		return fmt.Errorf("rewrite: sync: %w", err)
+	}
+	if err := lockNew(tmp); err != nil {
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	// From here the new file is the log, whatever the folder's sync says.
+	old := f.file
+	f.file, f.end, f.alloc, f.logged, f.broken = tmp, int64(len(b)), int64(len(b)), 0, nil
+	f.rewrites++
+	_ = old.Close()
+	if err := syncDir(dir); err != nil {
+		f.broken = err
+		return fmt.Errorf("rewrite: sync folder: %w", err)
+	}
+	return nil
+}
+
+// put records p and keeps f.live, the length of a frame holding every
+// position, up to date. The caller holds mu or is OpenFile.
+func (f *File) put(mappingName, shard string, p event.Position) {
+	m := f.state[mappingName]
+	if m == nil {
+		m = map[string]event.Position{}
+		f.state[mappingName] = m
+	}
+	if old, ok := m[shard]; ok {
+		f.live -= int64(entryLen(mappingName, shard, encodedLen(old)))
+	}
+	f.live += int64(entryLen(mappingName, shard, encodedLen(p)))
+	m[shard] = p
+}
+
+// staleSuffix marks the new files of rewrite until they are renamed.
+const staleSuffix = ".rewrite-"
+
+// removeStale deletes the new files a rewrite left when the process died
+// before renaming one. The caller holds the lock, so no rewrite is under
+// way.
+func removeStale(path string) {
+	old, _ := filepath.Glob(filepath.Join(filepath.Dir(path), globEscape(filepath.Base(path))+staleSuffix+"*"))
+	for _, p := range old {
+		_ = os.Remove(p)
+	}
+}
+
+// globEscape escapes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// maxNameLen bounds mapping names and shard ids.
+const maxNameLen = 32 << 10
+
 func validName(mappingName, shard string) error {
 	switch {
 	case mappingName == "":
 		return errors.New("empty mapping name")
 	case shard == "":
 		return errors.New("empty shard id")
-	case len(mappingName) > bolt.MaxKeySize:
+	case len(mappingName) > maxNameLen:
 		return errors.New("mapping name too long")
-	case len(shard) > bolt.MaxKeySize:
+	case len(shard) > maxNameLen:
 		return errors.New("shard id too long")
 	}
 	return nil
 }
 
-var errPanic = errors.New("bbolt panicked")
-
-// openBolt opens the bbolt file. bbolt panics on some damaged pages while it
-// opens; that is returned as an error wrapping errPanic, and the file is
-// closed so that its lock is released.
-func openBolt(path string, lockTimeout time.Duration) (db *bolt.DB, err error) {
-	var file *os.File
-	defer func() {
-		if r := recover(); r != nil {
-			if file != nil {
-				_ = file.Close()
-			}
-			db, err = nil, fmt.Errorf("%w: %v", errPanic, r)
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if !errors.Is(err, syscall.EINTR) {
+			return err
 		}
-	}()
-	return bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: lockTimeout,
-		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			file = f
-			return f, err
-		},
-	})
-}
-
-// verify checks the file's pages and that every stored value decodes. A
-// damaged page can make bbolt panic on read; that is reported as an error.
-func verify(db *bolt.DB) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("reading pages: %w: %v", errPanic, r)
-		}
-	}()
-	return db.View(func(tx *bolt.Tx) error {
-		var errs []error
-		for e := range tx.Check() {
-			errs = append(errs, e)
-		}
-		if len(errs) > 0 {
-			return errors.Join(errs...)
-		}
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			return b.ForEach(func(k, v []byte) error {
-				if v == nil {
-					return fmt.Errorf("mapping %s: unexpected nested bucket %s", name, k)
-				}
-				if _, err := decode(v); err != nil {
-					return fmt.Errorf("mapping %s shard %s: %w", name, k, err)
-				}
-				return nil
-			})
-		})
-	})
+	}
 }
 
 func syncDir(dir string) error {

@@ -2,8 +2,10 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -241,7 +243,7 @@ func TestSaveErrors(t *testing.T) {
 	}{
 		{name: "empty mapping", ctx: t.Context(), mapping: "", shard: "s", wantSub: "empty mapping name"},
 		{name: "empty shard", ctx: t.Context(), mapping: "m", shard: "", wantSub: "empty shard id"},
-		{name: "shard too long", ctx: t.Context(), mapping: "m", shard: strings.Repeat("x", bolt.MaxKeySize+1), wantSub: "shard id too long"},
+		{name: "shard too long", ctx: t.Context(), mapping: "m", shard: strings.Repeat("x", maxNameLen+1), wantSub: "shard id too long"},
 		{name: "cancelled", ctx: cancelled, mapping: "m", shard: "s", wantIs: context.Canceled},
 	}
 	for _, tc := range tests {
@@ -403,13 +405,25 @@ func TestOpenFileCorrupt(t *testing.T) {
 		}
 		return b
 	}
-	pageSize := os.Getpagesize()
+	// frames returns the offsets of the frames of a file in this format.
+	frames := func(t *testing.T, b []byte) []int {
+		t.Helper()
+		var offs []int
+		for off := headerLen; ; {
+			_, next, ok := frameAt(b, off)
+			if !ok {
+				return offs
+			}
+			offs = append(offs, off)
+			off = next
+		}
+	}
 	tests := []struct {
 		name    string
 		content func(t *testing.T) []byte
 		wantSub string
 	}{
-		{name: "text file", content: func(*testing.T) []byte { return []byte("not a database\n") }},
+		{name: "text file", wantSub: "no esmd checkpoint header", content: func(*testing.T) []byte { return []byte("not a database\n") }},
 		{name: "random bytes", content: func(*testing.T) []byte {
 			b := make([]byte, 64*1024)
 			for i := range b {
@@ -417,19 +431,101 @@ func TestOpenFileCorrupt(t *testing.T) {
 			}
 			return b
 		}},
-		{name: "both meta pages zeroed", content: func(t *testing.T) []byte {
+		{name: "all zeros", wantSub: "no esmd checkpoint header", content: func(*testing.T) []byte { return make([]byte, 3000) }},
+		{name: "truncated inside a frame", wantSub: "truncated", content: func(t *testing.T) []byte {
 			b := valid(t)
-			clear(b[:2*pageSize])
+			offs := frames(t, b)
+			return b[:offs[len(offs)-1]+frameHeadLen+3]
+		}},
+		{name: "truncated inside a frame head", wantSub: "truncated", content: func(t *testing.T) []byte {
+			b := valid(t)
+			offs := frames(t, b)
+			return b[:offs[len(offs)-1]+5]
+		}},
+		{name: "header zeroed", wantSub: "no esmd checkpoint header", content: func(t *testing.T) []byte {
+			b := valid(t)
+			clear(b[:headerLen])
 			return b
 		}},
-		{name: "data pages overwritten", content: func(t *testing.T) []byte {
+		{name: "header damaged", wantSub: "damaged header", content: func(t *testing.T) []byte {
 			b := valid(t)
-			for i := 2 * pageSize; i < len(b); i++ {
+			b[len(headerMagic)+1] ^= 0x20
+			return b
+		}},
+		{name: "newer format", wantSub: "format version 2 is unknown", content: func(t *testing.T) []byte {
+			b := valid(t)
+			binary.LittleEndian.PutUint32(b[len(headerMagic):], 2)
+			binary.LittleEndian.PutUint32(b[headerLen-4:], crc32.Checksum(b[:headerLen-4], castagnoli))
+			return b
+		}},
+		{name: "frame damaged before whole ones", wantSub: "followed by a whole frame", content: func(t *testing.T) []byte {
+			b := valid(t)
+			offs := frames(t, b)
+			b[offs[10]+frameHeadLen+3] ^= 1
+			return b
+		}},
+		{name: "frame head damaged before whole ones", wantSub: "followed by a whole frame", content: func(t *testing.T) []byte {
+			b := valid(t)
+			offs := frames(t, b)
+			clear(b[offs[20] : offs[20]+frameHeadLen])
+			return b
+		}},
+		{name: "bytes after the length of a damaged last frame", wantSub: "damaged frame", content: func(t *testing.T) []byte {
+			b := valid(t)
+			offs := frames(t, b)
+			last := offs[len(offs)-1]
+			b[last+frameHeadLen] ^= 1
+			b[last+500] = 1
+			return b
+		}},
+		{name: "unknown value version", wantSub: "unknown encoding version 9", content: func(t *testing.T) []byte {
+			b := valid(t)
+			offs := frames(t, b)
+			end := offs[len(offs)-1]
+			_, end, _ = frameAt(b, end)
+			fr := startFrame(nil)
+			fr = appendEntry(fr, "m", "s", []byte{9, 0, '1'})
+			fr = finishFrame(fr, 0)
+			copy(b[end:], fr)
+			return b
+		}},
+		{name: "malformed entry", wantSub: "malformed entry", content: func(t *testing.T) []byte {
+			b := valid(t)
+			offs := frames(t, b)
+			_, end, _ := frameAt(b, offs[len(offs)-1])
+			fr := startFrame(nil)
+			fr = append(fr, 0x05, 'm')
+			fr = finishFrame(fr, 0)
+			copy(b[end:], fr)
+			return b
+		}},
+		{name: "older (bbolt) file, meta pages zeroed", content: func(t *testing.T) []byte {
+			b := boltFile(t, func(tx *bolt.Tx) error {
+				_, err := tx.CreateBucket([]byte("m"))
+				return err
+			})
+			clear(b[:2*os.Getpagesize()])
+			return b
+		}},
+		{name: "older (bbolt) file, data pages overwritten", wantSub: "bbolt", content: func(t *testing.T) []byte {
+			b := boltFile(t, func(tx *bolt.Tx) error {
+				bk, err := tx.CreateBucket([]byte("m"))
+				if err != nil {
+					return err
+				}
+				for i := range 200 {
+					if err := bk.Put(fmt.Appendf(nil, "shard-%d", i), []byte{1, 0, '7'}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			for i := 2 * os.Getpagesize(); i < len(b); i++ {
 				b[i] = 0xff
 			}
 			return b
 		}},
-		{name: "unknown value version", wantSub: "unknown encoding version 9", content: func(t *testing.T) []byte {
+		{name: "older (bbolt) file, unknown value version", wantSub: "unknown encoding version 9", content: func(t *testing.T) []byte {
 			return boltFile(t, func(tx *bolt.Tx) error {
 				b, err := tx.CreateBucket([]byte("m"))
 				if err != nil {
@@ -438,7 +534,7 @@ func TestOpenFileCorrupt(t *testing.T) {
 				return b.Put([]byte("s"), []byte{9, 0, '1'})
 			})
 		}},
-		{name: "nested bucket", wantSub: "nested bucket", content: func(t *testing.T) []byte {
+		{name: "older (bbolt) file, nested bucket", wantSub: "nested bucket", content: func(t *testing.T) []byte {
 			return boltFile(t, func(tx *bolt.Tx) error {
 				b, err := tx.CreateBucket([]byte("m"))
 				if err != nil {
@@ -527,5 +623,315 @@ func TestOpenFileReadOnlyFolder(t *testing.T) {
 	}
 	if !errors.Is(err, os.ErrPermission) || !strings.Contains(err.Error(), path) {
 		t.Errorf("err = %v, want a permission error naming %s", err, path)
+	}
+}
+
+// withCompactAt lowers the log size at which the store rewrites its file.
+func withCompactAt(n int64) Option { return func(o *options) { o.compactAt = n } }
+
+// TestOpenFileTornTail cuts the last frame of a file the way a crash during
+// its write can, and checks that the file opens with every earlier
+// position, without the cut one, and that saving goes on after it.
+func TestOpenFileTornTail(t *testing.T) {
+	// build writes m/a..m/e, then m/last "1", then m/last "2" in its own
+	// frame, and returns the file's bytes and where that frame starts.
+	build := func(t *testing.T) ([]byte, int) {
+		t.Helper()
+		f, path := openTemp(t)
+		ctx := t.Context()
+		for _, s := range []string{"a", "b", "c", "d", "e"} {
+			if err := f.Save(ctx, "m", s, event.Position{Seq: "100" + s}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := f.Save(ctx, "m", "last", event.Position{Seq: "1"}); err != nil {
+			t.Fatal(err)
+		}
+		before := f.end
+		if err := f.Save(ctx, "m", "last", event.Position{Seq: "2", Finished: true}); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, int(before)
+	}
+	tests := []struct {
+		name string
+		cut  func(b []byte, last int)
+	}{
+		{name: "only part of the head written", cut: func(b []byte, last int) { clear(b[last+6:]) }},
+		{name: "head written, payload cut", cut: func(b []byte, last int) { clear(b[last+frameHeadLen+5:]) }},
+		{name: "head lost, payload written", cut: func(b []byte, last int) { clear(b[last : last+frameHeadLen]) }},
+		{name: "a byte of the payload lost", cut: func(b []byte, last int) { b[last+frameHeadLen+2] = 0 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, last := build(t)
+			tc.cut(b, last)
+			path := filepath.Join(t.TempDir(), "cp.db")
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			ctx := t.Context()
+			f, err := OpenFile(path)
+			if err != nil {
+				t.Fatalf("OpenFile: %v", err)
+			}
+			want := map[string]event.Position{"a": {Seq: "100a"}, "b": {Seq: "100b"}, "c": {Seq: "100c"},
+				"d": {Seq: "100d"}, "e": {Seq: "100e"}, "last": {Seq: "1"}}
+			all, err := f.All(ctx, "m")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, all); diff != "" {
+				t.Errorf("after the torn write (-want +got):\n%s", diff)
+			}
+			// Saving goes on where the whole frames end, and the file
+			// opens clean with it.
+			if err := f.Save(ctx, "m", "last", event.Position{Seq: "3"}); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			after, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := scan(after, func(string, string, []byte) error { return nil })
+			if err != nil || sc.torn {
+				t.Errorf("file after the next save: torn %t, %v; want clean", sc.torn, err)
+			}
+			f, err = OpenFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			want["last"] = event.Position{Seq: "3"}
+			all, _ = f.All(ctx, "m")
+			if diff := cmp.Diff(want, all); diff != "" {
+				t.Errorf("after reopening (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestOpenFileConvertsBolt opens a file written by an older esmd (bbolt)
+// and checks that every position is kept and the file is rewritten in the
+// current format.
+func TestOpenFileConvertsBolt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]map[string]event.Position{
+		"orders":   {"shardId-000000000000": {Seq: "4959033827149025660855969"}, "shardId-000000000001": {Seq: "77", Finished: true}},
+		"payments": {"shardId-000000000003": {Finished: true}},
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for m, shards := range want {
+			b, err := tx.CreateBucket([]byte(m))
+			if err != nil {
+				return err
+			}
+			for s, p := range shards {
+				if err := b.Put([]byte(s), encode(p)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	ctx := t.Context()
+	check := func(f *File) {
+		t.Helper()
+		got := map[string]map[string]event.Position{}
+		names, err := f.Mappings(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range names {
+			if got[m], err = f.All(ctx, m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("positions (-want +got):\n%s", diff)
+		}
+	}
+	f, err := OpenFile(path)
+	if err != nil {
+		t.Fatalf("OpenFile of a bbolt file: %v", err)
+	}
+	check(f)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkHeader(b); err != nil {
+		t.Errorf("file not rewritten in the current format: %v", err)
+	}
+	if err := f.Save(ctx, "orders", "shardId-000000000000", event.Position{Seq: "4959033827149025660855970"}); err != nil {
+		t.Fatal(err)
+	}
+	want["orders"]["shardId-000000000000"] = event.Position{Seq: "4959033827149025660855970"}
+	f.Close()
+	if f, err = OpenFile(path); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	check(f)
+	if fi, err := os.Stat(path); err != nil || fi.Mode() != 0o600 {
+		t.Errorf("converted file mode = %v, %v; want 0600", fi.Mode(), err)
+	}
+}
+
+// TestCompaction saves until the log has been rewritten many times, while
+// another OpenFile of the same path waits for the lock, and checks that the
+// file stays small, that the waiter never gets the lock of a file a rewrite
+// replaced, and that the last positions are what the file holds.
+func TestCompaction(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	f, err := OpenFile(path, withCompactAt(2<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := t.Context()
+	waiter := make(chan error, 1)
+	go func() {
+		g, err := OpenFile(path, WithLockTimeout(time.Second))
+		if err == nil {
+			g.Close()
+		}
+		waiter <- err
+	}()
+	const shards, rounds = 8, 200
+	var wg sync.WaitGroup
+	for s := range shards {
+		wg.Go(func() {
+			for i := 1; i <= rounds; i++ {
+				if err := f.Save(ctx, "m", fmt.Sprint(s), event.Position{Seq: fmt.Sprint(i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := <-waiter; !errors.Is(err, ErrLocked) {
+		t.Errorf("a second OpenFile while the store rewrote its file: %v, want ErrLocked", err)
+	}
+	if f.rewrites < 5 {
+		t.Errorf("the log was rewritten %d times; want several", f.rewrites)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() > 3*chunk {
+		t.Errorf("file is %d bytes after %d saves; want it compacted", fi.Size(), shards*rounds)
+	}
+	if fi.Mode() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode())
+	}
+	if stale, _ := filepath.Glob(path + staleSuffix + "*"); len(stale) > 0 {
+		t.Errorf("rewrite left files behind: %v", stale)
+	}
+	f.Close()
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	all, err := g.All(ctx, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := range shards {
+		if p := all[fmt.Sprint(s)]; p.Seq != fmt.Sprint(rounds) {
+			t.Errorf("shard %d: %+v, want seq %d", s, p, rounds)
+		}
+	}
+}
+
+// After a failed write the next commit rewrites the file from the synced
+// positions instead of appending to a file in an unknown state.
+func TestSaveAfterFailedWrite(t *testing.T) {
+	f, path := openTemp(t)
+	ctx := t.Context()
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What a failed append leaves: a broken store and garbage at the end.
+	if _, err := f.file.WriteAt([]byte("cpf1garbage"), f.end); err != nil {
+		t.Fatal(err)
+	}
+	f.broken = errors.New("write failed")
+	if err := f.Save(ctx, "m", "t", event.Position{Seq: "2"}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(before, after) {
+		t.Error("the file was appended to, not rewritten")
+	}
+	f.Close()
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	all, _ := g.All(ctx, "m")
+	if diff := cmp.Diff(map[string]event.Position{"s": {Seq: "1"}, "t": {Seq: "2"}}, all); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestSamePath(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.db")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	other := filepath.Join(dir, "other")
+	tests := []struct {
+		name   string
+		change func() error
+		want   bool
+	}{
+		{name: "unchanged", change: func() error { return nil }, want: true},
+		{name: "replaced by a rename", change: func() error {
+			if err := os.WriteFile(other, nil, 0o600); err != nil {
+				return err
+			}
+			return os.Rename(other, path)
+		}, want: false},
+		{name: "removed", change: func() error { return os.Remove(path) }, want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.change(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := samePath(f, path); err != nil || got != tc.want {
+				t.Errorf("samePath = %t, %v; want %t", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -155,7 +155,7 @@ func TestCheckpointCorrupt(t *testing.T) {
 		name   string
 		damage func(t *testing.T, path string)
 	}{
-		{"meta pages zeroed", func(t *testing.T, path string) {
+		{"start zeroed", func(t *testing.T, path string) {
 			f, err := os.OpenFile(path, os.O_WRONLY, 0)
 			if err != nil {
 				t.Fatal(err)

@@ -253,15 +253,25 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 			return r, errUnusual
 		}
 		// An escaped string is rare enough to leave to the SDK.
-		var f *field
-		var valid func([]byte) bool
 		switch string(sc.b[key.from:key.to]) {
 		case "Data":
-			f, valid, have = &r.data, validBase64, have|1
+			v, ok := sc.base64()
+			if !ok {
+				return r, errUnusual
+			}
+			r.data, have = fieldOf(v), have|1
 		case "PartitionKey":
-			f, valid, have = &r.key, nil, have|2
+			v, ok := sc.str()
+			if !ok || v.escaped {
+				return r, errUnusual
+			}
+			r.key, have = fieldOf(v), have|2
 		case "SequenceNumber":
-			f, valid, have = &r.seq, digits, have|4
+			v, ok := sc.strOf(&digitByte)
+			if !ok || v.to == v.from {
+				return r, errUnusual
+			}
+			r.seq, have = fieldOf(v), have|4
 		case "ApproximateArrivalTimestamp":
 			if sc.null() {
 				r.arrivalMs = noArrival
@@ -286,13 +296,6 @@ func scanRecord(sc *scanner) (recordSpan, error) {
 			}
 		default:
 			return r, errUnusual
-		}
-		if f != nil {
-			v, ok := sc.str()
-			if !ok || v.escaped || valid != nil && !valid(sc.b[v.from:v.to]) {
-				return r, errUnusual
-			}
-			*f = fieldOf(v)
 		}
 	}
 	if have != 7 {
@@ -336,31 +339,19 @@ func (p *recordsProtocol) records(body []byte) []event.Record {
 // to b again.
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
-// digits reports that b is a non-empty run of decimal digits.
-func digits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return len(b) > 0
-}
+// Byte classes of the string scanners: plainByte is what a JSON string
+// holds as it is (not a quote, a backslash or a control character),
+// base64Byte the standard base64 alphabet without its padding, digitByte
+// the decimal digits.
+var plainByte, base64Byte, digitByte = byteClasses()
 
-// validBase64 reports that b is standard, padded base64, as the SDK would
-// accept it.
-func validBase64(b []byte) bool {
-	if len(b)%4 != 0 {
-		return false
+func byteClasses() (plain, b64, digit [256]bool) {
+	for c := range 256 {
+		plain[c] = c >= 0x20 && c != '"' && c != '\\'
+		digit[c] = c >= '0' && c <= '9'
+		b64[c] = digit[c] || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '+' || c == '/'
 	}
-	for i, c := range b {
-		switch {
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/':
-		case c == '=' && (i == len(b)-1 || i == len(b)-2 && b[len(b)-1] == '='):
-		default:
-			return false
-		}
-	}
-	return true
+	return plain, b64, digit
 }
 
 // scanner reads the JSON of a GetRecords response: objects, arrays,
@@ -408,25 +399,66 @@ func (s *scanner) str() (span, bool) {
 		return span{}, false
 	}
 	sp := span{from: s.i}
-	for s.i < len(s.b) {
-		switch c := s.b[s.i]; {
-		case c == '"':
-			sp.to = s.i
-			s.i++
+	b, i := s.b, s.i
+	for i < len(b) {
+		if plainByte[b[i]] {
+			i++
+			continue
+		}
+		switch b[i] {
+		case '"':
+			sp.to, s.i = i, i+1
 			return sp, true
-		case c == '\\':
-			if s.i+1 >= len(s.b) {
+		case '\\':
+			if i+1 >= len(b) {
 				return span{}, false // a body that ends in an escape
 			}
 			sp.escaped = true
-			s.i += 2
-		case c < 0x20:
+			i += 2
+		default: // a control character
 			return span{}, false
-		default:
-			s.i++
 		}
 	}
 	return span{}, false
+}
+
+// strOf consumes a string whose bytes are all of class, which holds no
+// quote, and returns the span of its contents.
+func (s *scanner) strOf(class *[256]bool) (span, bool) {
+	if !s.byte('"') {
+		return span{}, false
+	}
+	b, i := s.b, s.i
+	for i < len(b) && class[b[i]] {
+		i++
+	}
+	if i >= len(b) || b[i] != '"' {
+		return span{}, false
+	}
+	sp := span{from: s.i, to: i}
+	s.i = i + 1
+	return sp, true
+}
+
+// base64 consumes a string of standard, padded base64, as the SDK would
+// accept it, and returns the span of its contents.
+func (s *scanner) base64() (span, bool) {
+	if !s.byte('"') {
+		return span{}, false
+	}
+	b, i := s.b, s.i
+	for i < len(b) && base64Byte[b[i]] {
+		i++
+	}
+	for pad := 0; pad < 2 && i < len(b) && b[i] == '='; pad++ {
+		i++
+	}
+	if i >= len(b) || b[i] != '"' || (i-s.i)%4 != 0 {
+		return span{}, false
+	}
+	sp := span{from: s.i, to: i}
+	s.i = i + 1
+	return sp, true
 }
 
 // number consumes a JSON number and returns its span.

@@ -71,13 +71,13 @@ func WithLockTimeout(d time.Duration) Option {
 // positions saved (format.go), replayed into memory when it opens. It is
 // safe for concurrent use.
 //
-// One goroutine, started by OpenFile and stopped by Close, owns the writes:
-// each Save hands it a request and waits. The goroutine takes every request
-// that is waiting, appends them as one frame, syncs it to disk (one
-// fdatasync) and then answers them all, so concurrent Saves from many shards
-// share one sync without any added delay for a lone Save. When the log has
-// grown well past what it holds, the goroutine writes the positions into a
-// new file and renames it over the old one (compaction).
+// Saves queue their positions. A Save that finds no write under way leads:
+// it takes every position queued, appends them as one frame, syncs it to
+// disk (one fdatasync), answers them all, and goes on while more are
+// queued, so concurrent Saves from many shards share one sync. A lone Save
+// writes on its own goroutine, with no hand-over to another. When the log
+// has grown well past what it holds, the leader writes the positions into
+// a new file and renames it over the old one (compaction).
 type File struct {
 	path string
 	log  *slog.Logger
@@ -85,7 +85,7 @@ type File struct {
 	mu    sync.RWMutex
 	state map[string]map[string]event.Position // synced positions: mapping, shard
 
-	// Owned by the writer goroutine (and by OpenFile before it starts).
+	// Owned by the leading Save (and by OpenFile before any).
 	file      *os.File // the open, locked log
 	end       int64    // where the next frame goes
 	alloc     int64    // the file's synced size: zeros from end to alloc
@@ -96,9 +96,13 @@ type File struct {
 	broken    error    // set by a failed write: the next commit rewrites the file
 	buf       []byte
 
-	reqs    chan *saveReq
+	qmu     sync.Mutex
+	queue   []*saveReq    // waiting for the leader
+	spare   []*saveReq    // the leader's group, reused
+	leading bool          // a Save is writing
+	closed  bool          // Close was called
+	idle    sync.Cond     // on qmu: signalled when leading goes false
 	closing chan struct{} // closed by Close
-	stopped chan struct{} // closed when the writer goroutine has returned
 
 	closeOnce sync.Once
 	closeErr  error
@@ -107,7 +111,7 @@ type File struct {
 type saveReq struct {
 	mapping, shard string
 	p              event.Position
-	done           chan error // buffered: the writer never blocks on it
+	done           chan error // buffered: the leader never blocks on it
 }
 
 const (
@@ -154,16 +158,14 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 		state:     map[string]map[string]event.Position{},
 		live:      int64(frameHeadLen),
 		compactAt: o.compactAt,
-		reqs:      make(chan *saveReq, maxGroup),
 		closing:   make(chan struct{}),
-		stopped:   make(chan struct{}),
 	}
 	created, err := f.load()
 	if err != nil {
 		_ = f.file.Close() // the new file, if load rewrote it
 		return nil, fmt.Errorf("checkpoint file %s: %w", path, err)
 	}
-	go f.write()
+	f.idle.L = &f.qmu
 	f.log.Info("checkpoint file opened", "path", path, "created", created)
 	return f, nil
 }
@@ -287,8 +289,8 @@ func (f *File) Mappings(ctx context.Context) ([]string, error) {
 // waiting, and returns nil only then. On an error (a write or sync failure,
 // a full disk, ctx done, the store closed) the position may or may not have
 // been stored; the one loaded afterwards is always one that was written
-// whole. When ctx ends while the write is under way Save returns ctx's error
-// without waiting for it.
+// whole. A Save waiting for another's write returns ctx's error when ctx
+// ends; a Save that is writing finishes its write first.
 func (f *File) Save(ctx context.Context, mappingName, shard string, p event.Position) error {
 	if err := validName(mappingName, shard); err != nil {
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
@@ -297,23 +299,23 @@ func (f *File) Save(ctx context.Context, mappingName, shard string, p event.Posi
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
 	}
 	r := &saveReq{mapping: mappingName, shard: shard, p: p, done: make(chan error, 1)}
-	select {
-	case f.reqs <- r:
-	case <-f.closing:
+	f.qmu.Lock()
+	if f.closed {
+		f.qmu.Unlock()
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, ErrClosed)
-	case <-ctx.Done():
-		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, ctx.Err())
 	}
+	f.queue = append(f.queue, r)
 	var err error
-	select {
-	case err = <-r.done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-f.stopped:
+	if !f.leading {
+		f.leading = true
+		f.lead(r)
+		err = <-r.done
+	} else {
+		f.qmu.Unlock()
 		select {
 		case err = <-r.done:
-		default:
-			err = ErrClosed
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
 	}
 	if err != nil {
@@ -322,12 +324,49 @@ func (f *File) Save(ctx context.Context, mappingName, shard string, p event.Posi
 	return nil
 }
 
-// Close writes the Saves already handed over, stops the writer and closes
-// the file. It is idempotent; Saves after Close fail with ErrClosed.
+// lead commits the queue, in groups of up to maxGroup, until it is empty.
+// It is called with qmu held and leading set, and returns with qmu
+// released. Once own is answered, a goroutine of its own takes over what
+// is still queued, so that a Save does not go on writing for other shards.
+func (f *File) lead(own *saveReq) {
+	for {
+		n := min(len(f.queue), maxGroup)
+		group := append(f.spare[:0], f.queue[:n]...)
+		f.queue = append(f.queue[:0], f.queue[n:]...)
+		clear(f.queue[len(f.queue):n])
+		f.qmu.Unlock()
+		f.commit(group)
+		f.qmu.Lock()
+		f.spare = group[:0]
+		if len(f.queue) == 0 {
+			f.leading = false
+			f.idle.Broadcast()
+			f.qmu.Unlock()
+			return
+		}
+		if own != nil && len(own.done) > 0 {
+			f.qmu.Unlock()
+			go func() {
+				f.qmu.Lock()
+				f.lead(nil)
+			}()
+			return
+		}
+	}
+}
+
+// Close writes the Saves already queued, waits for the write under way
+// and closes the file. It is idempotent; Saves after Close fail with
+// ErrClosed.
 func (f *File) Close() error {
 	f.closeOnce.Do(func() {
+		f.qmu.Lock()
+		f.closed = true
 		close(f.closing)
-		<-f.stopped
+		for f.leading {
+			f.idle.Wait()
+		}
+		f.qmu.Unlock()
 		if err := f.file.Close(); err != nil {
 			f.closeErr = fmt.Errorf("checkpoint file %s: close: %w", f.path, err)
 		}
@@ -342,39 +381,6 @@ func (f *File) check(ctx context.Context) error {
 	default:
 	}
 	return ctx.Err()
-}
-
-// write is the writer goroutine: it commits groups of waiting Saves until
-// Close, then commits what is still queued and returns.
-func (f *File) write() {
-	defer close(f.stopped)
-	group := make([]*saveReq, 0, 64)
-	for {
-		select {
-		case r := <-f.reqs:
-			group = append(group[:0], r)
-		case <-f.closing:
-			group = f.take(group[:0])
-			if len(group) > 0 {
-				f.commit(group)
-			}
-			return
-		}
-		f.commit(f.take(group))
-	}
-}
-
-// take appends the requests waiting in the queue, without blocking.
-func (f *File) take(group []*saveReq) []*saveReq {
-	for len(group) < maxGroup {
-		select {
-		case r := <-f.reqs:
-			group = append(group, r)
-		default:
-			return group
-		}
-	}
-	return group
 }
 
 // commit makes a group of Saves durable and answers them: it appends them

@@ -32,6 +32,10 @@ type lane struct {
 	// done with, in order.
 	received, shifted int64
 	marks             []mark
+
+	// moved is set by worker.resolve when a batch moved the shard's
+	// checkpoint, and cleared once the lane had it saved.
+	moved bool
 }
 
 // share is the part of one read that a lane gets.
@@ -111,6 +115,10 @@ func (l *lane) run(ctx context.Context) {
 			n := l.cut()
 			resolved, stopped := l.process(ctx, l.buf[:n])
 			l.shift(resolved)
+			if l.moved {
+				l.moved = false
+				l.w.batchDone(ctx)
+			}
 			if stopped {
 				l.w.halt()
 				return

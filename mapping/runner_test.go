@@ -699,3 +699,64 @@ func TestFailingCheckpointStoreStopsAdvancing(t *testing.T) {
 		t.Fatalf("%d records invoked, want 200 exactly once", n)
 	}
 }
+
+// TestSavedAfterEveryBatch checks checkpoints.interval 0: with one lane the
+// end of every batch is saved before the next batch is invoked; with more,
+// no batch starts BatchSize x P records or more past the saved checkpoint,
+// and the last record's position is saved at the end.
+func TestSavedAfterEveryBatch(t *testing.T) {
+	tests := []struct {
+		name  string
+		lanes int
+	}{
+		{name: "one lane", lanes: 1},
+		{name: "three lanes", lanes: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const total = 300
+			s := fakes.NewStream(1)
+			index := map[string]int{} // sequence number to record number
+			var last string
+			for i := 0; i < total; i++ {
+				last = s.Put("shard-0", fmt.Sprintf("k%d", i%7), []byte(fmt.Sprint(i)))
+				index[last] = i
+			}
+			cps := fakes.NewCheckpoints()
+			var mu sync.Mutex
+			type call struct{ first, saved int }
+			var calls []call
+			handle := func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+				saved := -1
+				if p := cps.Get(mname, "shard-0"); p.Seq != "" {
+					saved = index[p.Seq]
+				}
+				var first int
+				fmt.Sscan(recs[0].Data, &first)
+				mu.Lock()
+				calls = append(calls, call{first, saved})
+				mu.Unlock()
+				return &mapping.Response{StatusCode: 200}, nil
+			}
+			cfg := baseConfig()
+			cfg.ParallelizationFactor = tc.lanes
+			h := start(t, cfg, s, &fakes.Function{Handle: handle}, cps)
+			eventually(t, "the last position saved", func() bool { return cps.Get(mname, "shard-0").Seq == last })
+			h.drain()
+			mu.Lock()
+			defer mu.Unlock()
+			if h.r.Stats().InvokedEvents.Load() != total {
+				t.Fatalf("%d records invoked, want %d", h.r.Stats().InvokedEvents.Load(), total)
+			}
+			limit := cfg.BatchSize * tc.lanes
+			for i, c := range calls {
+				if c.first-(c.saved+1) >= limit {
+					t.Errorf("batch %d starts at record %d with record %d saved: %d past the checkpoint, limit %d", i, c.first, c.saved, c.first-c.saved-1, limit)
+				}
+				if tc.lanes == 1 && c.saved != c.first-1 {
+					t.Errorf("batch %d starts at record %d, but the saved checkpoint is record %d, not the end of the batch before", i, c.first, c.saved)
+				}
+			}
+		})
+	}
+}

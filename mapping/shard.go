@@ -58,32 +58,62 @@ func newWorker(r *Runner, s event.Shard, start event.Start) *worker {
 // halt records that a lane stopped before its input was done.
 func (w *worker) halt() { w.haltOnce.Do(func() { close(w.halted) }) }
 
-// resolve records that lane finished its first n pending records, and wakes
-// the saver when the shard's checkpoint moved.
+// resolve records that lane finished its first n pending records, and
+// tells the lane when the shard's checkpoint moved and is to be saved after
+// the batch (checkpoints.interval 0).
 func (w *worker) resolve(lane, n int) {
 	if n == 0 {
 		return
 	}
 	if _, moved := w.tr.resolve(lane, n); moved && w.r.cfg.CheckpointInterval <= 0 {
-		select {
-		case w.saveC <- struct{}{}:
-		default:
-		}
+		w.lanes[lane].moved = true
 	}
+}
+
+// wakeSaver asks the saver to save the checkpoint.
+func (w *worker) wakeSaver() {
+	select {
+	case w.saveC <- struct{}{}:
+	default:
+	}
+}
+
+// batchDone saves the checkpoint after a lane's batch moved it. With one
+// lane, the lane saves it itself before its next batch, as the lead limit
+// would make it wait for the save anyway, and a hand-over to the saver
+// and back would cost two goroutine wake-ups a batch. With more, the saver
+// saves it while the lanes go on. A failed save is left to the saver,
+// which retries with backoff.
+func (w *worker) batchDone(ctx context.Context) {
+	if len(w.lanes) == 1 && ctx.Err() == nil && w.save(ctx, false) {
+		return
+	}
+	w.wakeSaver()
 }
 
 // waitLead holds a lane back while it is too far ahead of the shard's
 // checkpoint. Lanes that run ahead of a slower one would be re-delivered
 // after a crash, since the checkpoint only covers the contiguous prefix; the
 // limit of BatchSize x ParallelizationFactor records bounds those duplicates
-// without slowing lanes that keep pace. It returns false on hard stop, and
-// when another lane of the shard stopped early.
+// without slowing lanes that keep pace. A lane held back by a checkpoint
+// that is resolved but not yet saved saves it itself, once, rather than
+// wait for the saver. It returns false on hard stop, and when another lane
+// of the shard stopped early.
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
 	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
+	fromSaved := w.r.cfg.CheckpointInterval <= 0
+	tried := false
 	for {
-		ok, moved := w.tr.lead(lane, limit, w.r.cfg.CheckpointInterval <= 0)
+		ok, moved := w.tr.lead(lane, limit, fromSaved)
 		if ok {
 			return true
+		}
+		if fromSaved && !tried && w.tr.unsaved() {
+			tried = true
+			if w.save(ctx, false) {
+				continue
+			}
+			w.wakeSaver()
 		}
 		select {
 		case <-moved:

@@ -142,6 +142,13 @@ func (t *tracker) markSaved(idx int64) {
 	}
 }
 
+// unsaved reports whether the resolved checkpoint is past the saved one.
+func (t *tracker) unsaved() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.done > t.saved
+}
+
 // pending reports how many records were read but are not yet resolved.
 func (t *tracker) pending() int64 {
 	t.mu.Lock()

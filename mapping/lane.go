@@ -33,8 +33,8 @@ type lane struct {
 	received, shifted int64
 	marks             []mark
 
-	// moved is set by worker.resolve when a batch moved the shard's
-	// checkpoint, and cleared once the lane had it saved.
+	// moved is set by worker.resolve when the lane's records moved the
+	// shard's checkpoint, and cleared once the lane had it saved.
 	moved bool
 }
 
@@ -115,10 +115,6 @@ func (l *lane) run(ctx context.Context) {
 			n := l.cut()
 			resolved, stopped := l.process(ctx, l.buf[:n])
 			l.shift(resolved)
-			if l.moved {
-				l.moved = false
-				l.w.batchDone(ctx)
-			}
 			if stopped {
 				l.w.halt()
 				return
@@ -238,6 +234,11 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 	resolve := func(n int) {
 		l.w.resolve(l.idx, n)
 		resolved += n
+		// Saved now, also when the rest of the batch is retried.
+		if l.moved {
+			l.moved = false
+			l.w.batchDone(ctx)
+		}
 	}
 	for len(work) > 0 {
 		s := &work[0]

@@ -682,7 +682,9 @@ func TestFailingCheckpointStoreStopsAdvancing(t *testing.T) {
 	cps.SetFail(errors.New("disk full"))
 	fn := &fakes.Function{}
 	h := start(t, baseConfig(), s, fn, cps)
-	eventually(t, "saves failing", func() bool { return h.r.Stats().CheckpointErrors.Load() >= 2 })
+	// The lane and the saver try at once; more failures are the saver
+	// retrying with backoff.
+	eventually(t, "saves failing and retried", func() bool { return h.r.Stats().CheckpointErrors.Load() >= 6 })
 	time.Sleep(100 * time.Millisecond)
 	// Lanes may run BatchSize x P records past the last saved position,
 	// plus the batch that found the limit.
@@ -759,4 +761,86 @@ func TestSavedAfterEveryBatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// monotonic is a checkpointer that records every save and reports a save
+// older than the one before it for the same shard.
+type monotonic struct {
+	*fakes.Checkpoints
+	index map[string]int // sequence number to record number
+	mu    sync.Mutex
+	last  map[string]int
+	back  []string
+}
+
+func (m *monotonic) Save(ctx context.Context, name, shard string, p event.Position) error {
+	m.mu.Lock()
+	i, prev := m.index[p.Seq], m.last[shard]
+	if i < prev {
+		m.back = append(m.back, fmt.Sprintf("%s saved record %d after record %d", shard, i, prev))
+	}
+	m.last[shard] = i
+	m.mu.Unlock()
+	return m.Checkpoints.Save(ctx, name, shard, p)
+}
+
+// TestSavesNeverGoBack runs lanes that save the checkpoint concurrently with
+// the saver (P = 4, a fast function) and checks that no save stores an older
+// position than the one before it.
+func TestSavesNeverGoBack(t *testing.T) {
+	const total = 20000
+	s := fakes.NewStream(1)
+	s.ReadLimit = 500
+	m := &monotonic{Checkpoints: fakes.NewCheckpoints(), index: map[string]int{}, last: map[string]int{}}
+	var last string
+	for i := 0; i < total; i++ {
+		last = s.Put("shard-0", fmt.Sprintf("k%d", i%97), []byte(fmt.Sprint(i)))
+		m.index[last] = i
+	}
+	cfg := baseConfig()
+	cfg.ParallelizationFactor = 4
+	h := run(t, cfg, mapping.Deps{Source: s, Invoker: &fakes.Function{}, Destination: &fakes.Destination{}, Checkpointer: m})
+	eventually(t, "the last position saved", func() bool { return m.Get(mname, "shard-0").Seq == last })
+	h.drain()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.back) > 0 {
+		t.Fatalf("%d saves went back, first: %s", len(m.back), m.back[0])
+	}
+}
+
+// A batch whose first records succeeded has them saved while the rest is
+// retried, as Lambda checkpoints the records before the first failure.
+func TestDonePrefixSavedDuringRetries(t *testing.T) {
+	s := fakes.NewStream(1)
+	var seqs []string
+	for i := 0; i < 10; i++ {
+		seqs = append(seqs, s.Put("shard-0", "k", []byte(fmt.Sprintf("r%d", i))))
+	}
+	release := make(chan struct{})
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		select {
+		case <-release:
+			return &mapping.Response{StatusCode: 200, Body: []byte(`{"batchItemFailures":[]}`)}, nil
+		default:
+		}
+		// r5 and after fail until the test releases them.
+		for _, r := range recs {
+			if r.Data == "r5" {
+				return &mapping.Response{StatusCode: 200, Body: []byte(fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q}]}`, seqs[5]))}, nil
+			}
+		}
+		return &mapping.Response{StatusCode: 200, Body: []byte(`{"batchItemFailures":[]}`)}, nil
+	}}
+	cfg := baseConfig()
+	cfg.ReportBatchItemFailures = true
+	cfg.RetryInitial, cfg.RetryMax = 20*time.Millisecond, 20*time.Millisecond
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "retries of r5", func() bool { return len(fn.Invocations()) >= 3 })
+	if got := h.cps.Get(mname, "shard-0").Seq; got != seqs[4] {
+		t.Fatalf("while r5 is retried the saved checkpoint is %q, want r4's %q", got, seqs[4])
+	}
+	close(release)
+	eventually(t, "the last position saved", func() bool { return h.cps.Get(mname, "shard-0").Seq == seqs[9] })
+	h.drain()
 }

@@ -78,10 +78,10 @@ func (w *worker) wakeSaver() {
 	}
 }
 
-// batchDone saves the checkpoint after a lane's batch moved it. With one
-// lane, the lane saves it itself before its next batch, as the lead limit
-// would make it wait for the save anyway, and a hand-over to the saver
-// and back would cost two goroutine wake-ups a batch. With more, the saver
+// batchDone saves the checkpoint after a lane's batch, or a done prefix of
+// it, moved it. With one lane, the lane saves it itself, as the lead limit
+// would make it wait for the save anyway, and a hand-over to the saver and
+// back would cost two goroutine wake-ups a batch. With more, the saver
 // saves it while the lanes go on. A failed save is left to the saver,
 // which retries with backoff.
 func (w *worker) batchDone(ctx context.Context) {
@@ -413,9 +413,11 @@ func (w *worker) saver(ctx context.Context) {
 // save stores the tracker's checkpoint if it moved since the last save. It
 // reports false when the save failed.
 func (w *worker) save(ctx context.Context, finished bool) bool {
-	idx, seq := w.tr.checkpoint()
+	// Lanes and the saver save concurrently: the checkpoint is read under
+	// the lock, so that a save never stores an older one after a newer.
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	idx, seq := w.tr.checkpoint()
 	if !finished && (seq == "" || seq == w.saved) {
 		return true
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/esmd-dev/esmd/event"
 )
@@ -17,37 +18,54 @@ import (
 // bucket per mapping and a key per shard. OpenFile reads such a file and
 // rewrites it in the current format, keeping every position.
 
-// boltMagic is the magic number of a bbolt meta page. The first page of a
-// bbolt file is a meta page: a 16-byte page header, then the magic.
+// boltMagic is the magic number of a bbolt meta page. A bbolt file starts
+// with two meta pages, each a 16-byte page header and then the magic; the
+// second is one page in, and bbolt opens from either.
 const boltMagic = 0xED0CDAED
 
 func isBolt(b []byte) bool {
-	return len(b) >= 20 && binary.LittleEndian.Uint32(b[16:20]) == boltMagic
+	for _, at := range []int{0, 4096, 8192, 16384, 65536} {
+		if len(b) >= at+20 && binary.LittleEndian.Uint32(b[at+16:at+20]) == boltMagic {
+			return true
+		}
+	}
+	return false
 }
 
 var errPanic = errors.New("bbolt panicked")
 
-// readBolt returns the positions in the bbolt file whose bytes are b. The
-// open file holds the lock that bbolt would take, so bbolt reads a private
-// copy. A damaged file, which can make bbolt panic, is an error.
-func readBolt(b []byte) (state map[string]map[string]event.Position, err error) {
-	dir, err := os.MkdirTemp("", "esmd-checkpoint-convert-")
+// readBolt returns the positions in the bbolt file at path, whose bytes
+// are b. The open file holds the lock that bbolt would take, so bbolt
+// reads a copy, written beside it under a name the next open removes if
+// this one dies. Damage (bbolt refuses the file or panics on it, a value
+// does not decode) wraps ErrCorrupt; failing to make the copy does not.
+func readBolt(path string, b []byte) (state map[string]map[string]event.Position, err error) {
+	tmp, err := createTemp(filepath.Dir(path), filepath.Base(path)+staleSuffix+"*")
 	if err != nil {
-		return nil, fmt.Errorf("convert: %w", err)
+		return nil, fmt.Errorf("copy for reading: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	copyPath := filepath.Join(dir, "old.db")
-	if err := os.WriteFile(copyPath, b, 0o600); err != nil {
-		return nil, fmt.Errorf("convert: %w", err)
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(b)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("copy for reading: %w", err)
+	}
+	corrupt := func(err error) error {
+		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			state, err = nil, fmt.Errorf("reading an older (bbolt) checkpoint file: %w: %v", errPanic, r)
+			state, err = nil, corrupt(fmt.Errorf("%w: %v", errPanic, r))
 		}
 	}()
-	db, err := bolt.Open(copyPath, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
-	if err != nil {
-		return nil, fmt.Errorf("reading an older (bbolt) checkpoint file: %w", err)
+	db, err := bolt.Open(tmp.Name(), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	switch {
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
+		return nil, corrupt(err)
+	case err != nil:
+		return nil, err
 	}
 	defer db.Close()
 	state = map[string]map[string]event.Position{}
@@ -79,7 +97,7 @@ func readBolt(b []byte) (state map[string]map[string]event.Position, err error) 
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("reading an older (bbolt) checkpoint file: %w", err)
+		return nil, corrupt(err)
 	}
 	return state, nil
 }

@@ -79,7 +79,8 @@ func WithLockTimeout(d time.Duration) Option {
 // has grown well past what it holds, the leader writes the positions into
 // a new file and renames it over the old one (compaction).
 type File struct {
-	path string
+	path string // as given, for messages
+	real string // path with symbolic links resolved: the file renamed over
 	log  *slog.Logger
 
 	mu    sync.RWMutex
@@ -91,6 +92,7 @@ type File struct {
 	alloc     int64    // the file's synced size: zeros from end to alloc
 	logged    int64    // bytes of frames since the file was last written whole
 	compactAt int64    // logged may reach this before a rewrite (minCompact)
+	retryAt   int64    // after a failed compaction, logged may reach this
 	rewrites  int      // files written whole, for tests
 	live      int64    // bytes a frame of every position would take
 	broken    error    // set by a failed write: the next commit rewrites the file
@@ -143,7 +145,13 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("checkpoint file %s: create folder: %w", path, err)
 	}
-	file, err := openLocked(path, o.lockTimeout)
+	// A rewrite renames a new file over the old: over the file a link
+	// points to, not over the link.
+	real, err := followLinks(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint file %s: %w", path, err)
+	}
+	file, err := openLocked(real, o.lockTimeout)
 	switch {
 	case errors.Is(err, errLockTimeout):
 		return nil, fmt.Errorf("checkpoint file %s: %w (is another esmd running with this file?): gave up after %s",
@@ -153,6 +161,7 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	}
 	f := &File{
 		path:      path,
+		real:      real,
 		log:       o.log,
 		file:      file,
 		state:     map[string]map[string]event.Position{},
@@ -170,52 +179,58 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	return f, nil
 }
 
-// load reads the open file into f.state and readies it for appending. A
-// new (empty) file gets its header; an older bbolt file is converted.
+// load reads the open file into f.state, then writes it whole into a new
+// file renamed over this one (an older bbolt file is read, a new empty one
+// gets its first header). Writing at every open drops a tail that a crash
+// tore, makes the size and the name of the file durable, and finds out
+// now, not at the first compaction hours later, when the file cannot be
+// replaced in its folder.
 func (f *File) load() (created bool, err error) {
-	removeStale(f.path)
+	removeStale(f.real)
 	fi, err := f.file.Stat()
 	if err != nil {
-		return false, fmt.Errorf("stat: %w", err)
+		return false, fmt.Errorf("stat: %w", f.pathErr(err))
 	}
-	if fi.Size() == 0 {
-		// New. The header is written into a new file renamed over this
-		// one, so that a crash leaves either an empty file or a whole
-		// header, never a part of one.
-		if err := f.rewrite(nil); err != nil {
-			return false, fmt.Errorf("create: %w", err)
+	created = fi.Size() == 0
+	if !created {
+		if err := f.read(fi.Size()); err != nil {
+			return false, err
 		}
-		return true, nil
 	}
+	if err := f.rewrite(nil); err != nil {
+		return false, fmt.Errorf("%w; esmd writes this file by renaming a new one over it: give esmd a folder it can write, and mount the folder, not the file alone, into a container", err)
+	}
+	return created, nil
+}
+
+// read loads the positions of a file of size bytes.
+func (f *File) read(size int64) error {
 	// Look at the start before reading a file that may be anything.
-	head := make([]byte, min(fi.Size(), 64))
+	head := make([]byte, min(size, 64))
 	if _, err := f.file.ReadAt(head, 0); err != nil {
-		return false, fmt.Errorf("read: %w", err)
+		return fmt.Errorf("read: %w", f.pathErr(err))
 	}
 	if !isBolt(head) {
 		if err := checkHeader(head); err != nil {
-			return false, fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+			return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
 		}
 	}
 	b, err := io.ReadAll(f.file)
 	if err != nil {
-		return false, fmt.Errorf("read: %w", err)
+		return fmt.Errorf("read: %w", f.pathErr(err))
 	}
 	if isBolt(b) {
-		state, err := readBolt(b)
+		state, err := readBolt(f.real, b)
 		if err != nil {
-			return false, fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+			return fmt.Errorf("convert from the older (bbolt) format: %w", err)
 		}
 		for m, shards := range state {
 			for s, p := range shards {
 				f.put(m, s, p)
 			}
 		}
-		if err := f.rewrite(nil); err != nil {
-			return false, fmt.Errorf("convert from the older (bbolt) format: %w", err)
-		}
 		f.log.Info("checkpoint file converted from the older (bbolt) format", "path", f.path, "mappings", len(state))
-		return false, nil
+		return nil
 	}
 	sc, err := scan(b, func(mappingName, shard string, val []byte) error {
 		p, err := decode(val)
@@ -226,23 +241,25 @@ func (f *File) load() (created bool, err error) {
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
 	}
-	f.end, f.alloc = int64(sc.end), int64(len(b))
-	f.logged = f.end - int64(headerLen)
 	if sc.torn {
 		// The tail is a frame whose sync a crash cut short: its Saves
-		// never returned. Zero it, so the log goes on from there.
+		// never returned. The rewrite that follows leaves it out.
 		f.log.Warn("checkpoint file: dropped the last write, cut short by a crash before it was acknowledged",
 			"path", f.path, "at_byte", sc.end)
-		if _, err := f.file.WriteAt(make([]byte, len(b)-sc.end), f.end); err != nil {
-			return false, fmt.Errorf("clear the torn tail: %w", err)
-		}
-		if err := fdatasync(f.file); err != nil {
-			return false, fmt.Errorf("clear the torn tail: sync: %w", err)
-		}
 	}
-	return false, nil
+	return nil
+}
+
+// pathErr names the checkpoint file, not the new file it was written as,
+// in an error about the open file.
+func (f *File) pathErr(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Path != f.path {
+		return &os.PathError{Op: pe.Op, Path: f.path, Err: pe.Err}
+	}
+	return err
 }
 
 // Path returns the file's path.
@@ -396,8 +413,18 @@ func (f *File) commit(group []*saveReq) {
 	f.buf = b
 	var err error
 	switch {
-	case f.broken != nil, f.logged+int64(len(b)) > max(f.compactAt, 2*f.live):
+	case f.broken != nil:
 		err = f.rewrite(group)
+	case f.logged+int64(len(b)) > max(f.compactAt, 2*f.live, f.retryAt):
+		err = f.rewrite(group)
+		var ne *notReplaced
+		if errors.As(err, &ne) {
+			// The log is as it was (a full disk, say): append to it,
+			// and try to compact again once it grew by as much again.
+			f.log.Warn("checkpoint file: compaction failed; appending, and trying again later", "path", f.path, "err", err)
+			f.retryAt = f.logged + max(f.compactAt, 2*f.live)
+			err = f.append(b)
+		}
 	default:
 		err = f.append(b)
 	}
@@ -407,7 +434,7 @@ func (f *File) commit(group []*saveReq) {
 			f.put(r.mapping, r.shard, r.p)
 		}
 		f.mu.Unlock()
-	} else if ge := (*growError)(nil); !errors.As(err, &ge) {
+	} else if ge, ne := (*growError)(nil), (*notReplaced)(nil); !errors.As(err, &ge) && !errors.As(err, &ne) {
 		f.broken = err
 	}
 	for i, r := range group {
@@ -424,30 +451,30 @@ func (f *File) commit(group []*saveReq) {
 // on their own: a frame is never written past the file's synced size, so a
 // file that ends inside a frame was cut short, not torn by a crash.
 func (f *File) append(b []byte) error {
-	if need := f.end + int64(len(b)); need > f.alloc {
+	at := headAligned(f.end)
+	if need := at + int64(len(b)); need > f.alloc {
 		grow := (need - f.alloc + chunk - 1) / chunk * chunk
 		if _, err := f.file.WriteAt(make([]byte, grow), f.alloc); err != nil {
-			return &growError{fmt.Errorf("grow: %w", err)}
+			return &growError{fmt.Errorf("grow: %w", f.pathErr(err))}
 		}
 		if err := fdatasync(f.file); err != nil {
-			return &growError{fmt.Errorf("grow: sync: %w", err)}
+			return fmt.Errorf("grow: sync: %w", f.pathErr(err))
 		}
 		f.alloc += grow
 	}
-	if _, err := f.file.WriteAt(b, f.end); err != nil {
-		return fmt.Errorf("write: %w", err)
+	if _, err := f.file.WriteAt(b, at); err != nil {
+		return fmt.Errorf("write: %w", f.pathErr(err))
 	}
 	if err := fdatasync(f.file); err != nil {
-		return fmt.Errorf("sync: %w", err)
+		return fmt.Errorf("sync: %w", f.pathErr(err))
 	}
-	f.end += int64(len(b))
-	f.logged += int64(len(b))
+	f.logged += at + int64(len(b)) - f.end
+	f.end = at + int64(len(b))
 	return nil
 }
 
-// growError is a failure to grow the file. It wrote zeros past the log
-// only, so the log is as it was and the next commit may append again: on
-// a full disk, appending needs less room than rewriting.
+// growError is a failure to write the zeros that grow the file: past the
+// log only, so the log is as it was and the next commit may append again.
 type growError struct{ err error }
 
 func (e *growError) Error() string { return e.err.Error() }
@@ -473,10 +500,10 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	b = finishFrame(b, headerLen)
 	f.buf = b[:0]
 
-	dir := filepath.Dir(f.path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(f.path)+staleSuffix+"*")
+	dir := filepath.Dir(f.real)
+	tmp, err := createTemp(dir, filepath.Base(f.real)+staleSuffix+"*")
 	if err != nil {
-		return fmt.Errorf("rewrite: %w", err)
+		return &notReplaced{fmt.Errorf("compact: create a new file: %w", err)}
 	}
 	defer func() {
 		if err != nil {
@@ -485,16 +512,16 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 		}
 	}()
 	if _, err := tmp.Write(b); err != nil {
-		return fmt.Errorf("rewrite: write: %w", err)
+		return &notReplaced{fmt.Errorf("compact: write the new file: %w", err)}
 	}
 	if err := fdatasync(tmp); err != nil {
-		return fmt.Errorf("rewrite: sync: %w", err)
+		return &notReplaced{fmt.Errorf("compact: sync the new file: %w", err)}
 	}
 	if err := lockNew(tmp); err != nil {
-		return fmt.Errorf("rewrite: %w", err)
+		return &notReplaced{fmt.Errorf("compact: %w", err)}
 	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
-		return fmt.Errorf("rewrite: %w", err)
+	if err := os.Rename(tmp.Name(), f.real); err != nil {
+		return &notReplaced{fmt.Errorf("compact: %w", err)}
 	}
 	// From here the new file is the log, whatever the folder's sync says.
 	old := f.file
@@ -503,10 +530,40 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	_ = old.Close()
 	if err := syncDir(dir); err != nil {
 		f.broken = err
-		return fmt.Errorf("rewrite: sync folder: %w", err)
+		return fmt.Errorf("compact: sync the folder: %w", err)
 	}
 	return nil
 }
+
+// notReplaced is a failure of rewrite before its rename: the file is the
+// log it was.
+type notReplaced struct{ err error }
+
+func (e *notReplaced) Error() string { return e.err.Error() }
+func (e *notReplaced) Unwrap() error { return e.err }
+
+// followLinks returns the file path names after any symbolic links in its
+// last element, which may point to a file that does not exist yet.
+func followLinks(path string) (string, error) {
+	for range 40 {
+		fi, err := os.Lstat(path)
+		if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+			return path, nil
+		}
+		to, err := os.Readlink(path)
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(to) {
+			to = filepath.Join(filepath.Dir(path), to)
+		}
+		path = to
+	}
+	return "", errors.New("too many levels of symbolic links")
+}
+
+// createTemp is os.CreateTemp; tests replace it.
+var createTemp = os.CreateTemp
 
 // put records p and keeps f.live, the length of a frame holding every
 // position, up to date. The caller holds mu or is OpenFile.

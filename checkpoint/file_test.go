@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -648,7 +649,9 @@ func TestOpenFileTornTail(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := f.end
-		if err := f.Save(ctx, "m", "last", event.Position{Seq: "2", Finished: true}); err != nil {
+		// Longer than the save after the tear, so that bytes of it would
+		// be left behind if the tear were not dropped.
+		if err := f.Save(ctx, "m", "last", event.Position{Seq: "2" + strings.Repeat("0", 300), Finished: true}); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
@@ -656,7 +659,7 @@ func TestOpenFileTornTail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return b, int(before)
+		return b, int(headAligned(before))
 	}
 	tests := []struct {
 		name string
@@ -933,5 +936,255 @@ func TestSamePath(t *testing.T) {
 				t.Errorf("samePath = %t, %v; want %t", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestOpenLockedReplacedWhileOpening replaces the file between openLocked's
+// open and its lock, as another process's compaction can: the lock taken
+// must be the new file's, not the replaced one's.
+func TestOpenLockedReplacedWhileOpening(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.db")
+	if err := os.WriteFile(path, []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	replaced := false
+	lockHook = func() {
+		if replaced {
+			return
+		}
+		replaced = true
+		if err := os.WriteFile(filepath.Join(dir, "new"), []byte("new"), 0o600); err != nil {
+			t.Error(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "new"), path); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { lockHook = nil })
+	f, err := openLocked(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if same, err := samePath(f, path); err != nil || !same {
+		t.Fatalf("openLocked holds a file no longer at the path (same %t, %v)", same, err)
+	}
+	b := make([]byte, 3)
+	if _, err := f.ReadAt(b, 0); err != nil || string(b) != "new" {
+		t.Fatalf("read %q, %v; want the new file", b, err)
+	}
+}
+
+// A failed write of the zeros that grow the file leaves the log as it was:
+// the next save appends again instead of rewriting the file.
+func TestGrowFailureKeepsAppending(t *testing.T) {
+	f, path := openTemp(t)
+	ctx := t.Context()
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(path)
+	rw := f.file
+	ro, err := os.Open(path) // writes to it fail
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	f.file, f.alloc = ro, f.end // the next save must grow the file
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "2"}); err == nil || !strings.Contains(err.Error(), "grow") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Save with a failing grow = %v, want a grow error naming %s", err, path)
+	}
+	if f.broken != nil {
+		t.Fatalf("a failed grow marked the store broken: %v", f.broken)
+	}
+	f.file = rw
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "3"}); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(path)
+	if !os.SameFile(before, after) || f.rewrites != 1 {
+		t.Errorf("the file was rewritten (%d rewrites), want the save appended", f.rewrites)
+	}
+	f.Close()
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if p, _ := g.Load(ctx, "m", "s"); p.Seq != "3" {
+		t.Errorf("reopened: %+v, want seq 3", p)
+	}
+}
+
+// failCreate makes createTemp fail until the test ends.
+func failCreate(t *testing.T) {
+	createTemp = func(string, string) (*os.File, error) {
+		return nil, &os.PathError{Op: "open", Path: "new file", Err: syscall.ENOSPC}
+	}
+	t.Cleanup(func() { createTemp = os.CreateTemp })
+}
+
+// A compaction that cannot write its new file (a full disk) leaves the log
+// as it was: saves go on appending, and compaction is tried again later.
+func TestCompactionFailureKeepsAppending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	f, err := OpenFile(path, withCompactAt(2<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := t.Context()
+	failCreate(t)
+	for i := 1; i <= 100; i++ {
+		if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
+			t.Fatalf("save %d while compaction fails: %v", i, err)
+		}
+	}
+	if f.rewrites != 1 || f.broken != nil {
+		t.Fatalf("rewrites %d, broken %v; want only the open's rewrite and a working store", f.rewrites, f.broken)
+	}
+	createTemp = os.CreateTemp
+	for i := 101; i <= 200; i++ {
+		if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f.rewrites < 2 {
+		t.Errorf("compaction not tried again once it could work (%d rewrites)", f.rewrites)
+	}
+	f.Close()
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if p, _ := g.Load(ctx, "m", "s"); p.Seq != "200" {
+		t.Errorf("reopened: %+v, want seq 200", p)
+	}
+}
+
+// OpenFile fails at once, saying what to do, when it cannot put a new file
+// in the checkpoint file's folder (a file mounted alone into a container,
+// an unwritable folder): it would fail at the first compaction otherwise.
+func TestOpenFileCannotReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	failCreate(t)
+	f, err := OpenFile(path)
+	if err == nil {
+		f.Close()
+		t.Fatal("OpenFile succeeded")
+	}
+	for _, want := range []string{path, "no space left", "mount the folder"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %q, want it to say %q", err, want)
+		}
+	}
+	if errors.Is(err, ErrCorrupt) {
+		t.Errorf("err = %v: not a corrupt file", err)
+	}
+}
+
+// A checkpoint path that is a symbolic link: the store writes the file it
+// points to and keeps the link, and that file is locked.
+func TestOpenFileThroughSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "data", "cp.db")
+	if err := os.MkdirAll(filepath.Dir(target), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "cp.db")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenFile(link, withCompactAt(1<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := 1; i <= 100; i++ {
+		if err := f.Save(t.Context(), "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the link was replaced: %v, %v", fi.Mode(), err)
+	}
+	if f.rewrites < 2 {
+		t.Fatalf("%d rewrites; want compactions through the link", f.rewrites)
+	}
+	if g, err := OpenFile(target, WithLockTimeout(100*time.Millisecond)); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			g.Close()
+		}
+		t.Fatalf("OpenFile of the link's target = %v, want ErrLocked", err)
+	}
+}
+
+// No frame head crosses a sector boundary, whatever the sizes of the saves.
+func TestFrameHeadsWithinSectors(t *testing.T) {
+	f, path := openTemp(t)
+	for i := range 300 {
+		if err := f.Save(t.Context(), "m", strings.Repeat("s", 1+i%37), event.Position{Seq: strings.Repeat("7", 1+i%53)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := 0
+	sc, err := scan(b, func(string, string, []byte) error { frames++; return nil })
+	if err != nil || sc.torn || frames != 300 {
+		t.Fatalf("scan: %d entries, torn %t, %v; want 300, clean", frames, sc.torn, err)
+	}
+	moved := 0
+	for off := headerLen; off < sc.end; {
+		if _, next, ok := frameAt(b, off); ok {
+			if off/sector != (off+frameHeadLen-1)/sector {
+				t.Fatalf("frame head at byte %d crosses a sector boundary", off)
+			}
+			off = next
+			continue
+		}
+		moved++
+		off = int(headAligned(int64(off)))
+	}
+	if moved == 0 {
+		t.Error("no frame was moved to a sector boundary; the sizes do not test it")
+	}
+}
+
+// Failing to convert an older (bbolt) file for want of room is not damage:
+// the error does not say corrupt, and the file is left as it was.
+func TestConvertBoltWithoutRoom(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("m"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("s"), encode(event.Position{Seq: "5"}))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before, _ := os.ReadFile(path)
+	failCreate(t)
+	f, err := OpenFile(path)
+	if err == nil {
+		f.Close()
+		t.Fatal("OpenFile succeeded")
+	}
+	if errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "no space left") {
+		t.Errorf("err = %v, want the copy's failure, not ErrCorrupt", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Error("the older file was changed")
 	}
 }

@@ -18,7 +18,10 @@ import (
 //	payload: entries of uvarint length + mapping name, uvarint length +
 //	        shard id, uvarint length + position value (see encoding.go)
 //
-// A later entry for the same mapping and shard replaces an earlier one. The
+// A later entry for the same mapping and shard replaces an earlier one. A
+// frame's head never crosses a 512-byte boundary: when it would, the frame
+// starts at the boundary, after zeros. A sector is written whole or not at
+// all, so a head whose magic survived a crash has its length too. The
 // bytes after the last frame are zeros: the store writes zeros ahead of the
 // log and syncs them, so that appending a frame overwrites blocks the file
 // already has and one fdatasync makes it durable without a journal commit.
@@ -32,7 +35,17 @@ const (
 	headerLen     = len(headerMagic) + 8
 	frameMagic    = "cpf1"
 	frameHeadLen  = len(frameMagic) + 8
+	sector        = 512
 )
+
+// headAligned returns where a frame appended at off starts: off, or the
+// next sector boundary when its head would cross one.
+func headAligned(off int64) int64 {
+	if r := off % sector; r > sector-int64(frameHeadLen) {
+		return off + sector - r
+	}
+	return off
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -131,6 +144,14 @@ func scan(b []byte, apply func(mappingName, shard string, val []byte) error) (sc
 	for {
 		payload, next, ok := frameAt(b, off)
 		if !ok {
+			// The zeros before a frame moved to a sector boundary.
+			if at := int(headAligned(int64(off))); at != off && at < len(b) && firstNonZero(b[off:at]) < 0 {
+				if payload, next, ok = frameAt(b, at); ok {
+					off = at
+				}
+			}
+		}
+		if !ok {
 			break
 		}
 		if err := readEntries(payload, apply); err != nil {
@@ -153,19 +174,28 @@ func scan(b []byte, apply func(mappingName, shard string, val []byte) error) (sc
 				return scanned{}, fmt.Errorf("damaged frame at byte %d, followed by a whole frame at byte %d", off, j)
 			}
 		}
-		// The file never grows inside a frame's write (File.append), so
-		// a frame that the end of the file cuts was cut afterwards.
-		if len(rest) < frameHeadLen {
-			return scanned{}, fmt.Errorf("the file ends inside the frame at byte %d (truncated)", off)
+		// The torn frame starts at off, or at the next sector boundary
+		// after zeros. The file never grows inside a frame's write
+		// (File.append), so a frame that the end of the file cuts was cut
+		// afterwards.
+		at := int(headAligned(int64(off)))
+		if at > len(b) || firstNonZero(b[off:at]) >= 0 {
+			at = off
 		}
-		if string(rest[:len(frameMagic)]) == frameMagic {
-			n := int64(binary.LittleEndian.Uint32(rest[4:]))
-			if n > int64(len(rest)-frameHeadLen) {
-				return scanned{}, fmt.Errorf("the file ends inside the frame at byte %d (truncated)", off)
+		head := b[at:]
+		if len(head) < frameHeadLen {
+			return scanned{}, fmt.Errorf("the file ends inside the frame at byte %d (truncated)", at)
+		}
+		// A head within one sector is written whole or not at all: when
+		// its magic is there, its length is the frame's.
+		if string(head[:len(frameMagic)]) == frameMagic {
+			n := int64(binary.LittleEndian.Uint32(head[4:]))
+			if n > int64(len(head)-frameHeadLen) {
+				return scanned{}, fmt.Errorf("the file ends inside the frame at byte %d (truncated)", at)
 			}
 			// A torn write leaves bytes of its own frame only.
-			if firstNonZero(rest[int64(frameHeadLen)+n:]) >= 0 {
-				return scanned{}, fmt.Errorf("damaged frame at byte %d", off)
+			if firstNonZero(head[int64(frameHeadLen)+n:]) >= 0 {
+				return scanned{}, fmt.Errorf("damaged frame at byte %d", at)
 			}
 		}
 		s.torn = true

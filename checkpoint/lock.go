@@ -12,6 +12,10 @@ import (
 // lock for the whole timeout.
 var errLockTimeout = errors.New("lock timeout")
 
+// lockHook, when a test sets it, runs between opening the file and taking
+// its lock.
+var lockHook func()
+
 // lockPoll is how often openLocked tries the lock again while it waits.
 const lockPoll = 50 * time.Millisecond
 
@@ -34,6 +38,9 @@ func openLocked(path string, timeout time.Duration) (*os.File, error) {
 		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
 			return nil, err
+		}
+		if lockHook != nil {
+			lockHook()
 		}
 		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -80,6 +81,14 @@ func main() {
 	// overrides this.)
 	if !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
 		runtime.MemProfileRate = 0
+	}
+	// The heap may grow to 1.5 times what is live before a collection, not
+	// Go's default of twice: a sidecar shares its container's memory, and
+	// most of esmd's heap is reads held until their batches are done. On
+	// the Kinesis benchmark this lowered peak RSS without a measurable cost
+	// in CPU. GOGC still overrides it.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -96,7 +96,8 @@ type File struct {
 	rewrites  int      // files written whole, for tests
 	live      int64    // bytes a frame of every position would take
 	broken    error    // set by a failed write: the next commit rewrites the file
-	buf       []byte
+	buf       []byte   // commit's frame
+	snap      []byte   // rewrite's file
 
 	qmu     sync.Mutex
 	queue   []*saveReq    // waiting for the leader
@@ -485,7 +486,8 @@ func (e *growError) Unwrap() error { return e.err }
 // the way back to a known file after a failed write.
 func (f *File) rewrite(group []*saveReq) (err error) {
 	f.mu.RLock()
-	b := appendHeader(f.buf[:0])
+	// Not f.buf: commit may append its frame still when this fails.
+	b := appendHeader(f.snap[:0])
 	b = startFrame(b)
 	for _, m := range slices.Sorted(maps.Keys(f.state)) {
 		shards := f.state[m]
@@ -498,7 +500,7 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
 	}
 	b = finishFrame(b, headerLen)
-	f.buf = b[:0]
+	f.snap = b[:0]
 
 	dir := filepath.Dir(f.real)
 	tmp, err := createTemp(dir, filepath.Base(f.real)+staleSuffix+"*")

@@ -1044,6 +1044,21 @@ func TestCompactionFailureKeepsAppending(t *testing.T) {
 	if f.rewrites != 1 || f.broken != nil {
 		t.Fatalf("rewrites %d, broken %v; want only the open's rewrite and a working store", f.rewrites, f.broken)
 	}
+	// What was appended meanwhile is a clean log of every save.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	n := 0
+	sc, err := scan(b, func(_, _ string, val []byte) error {
+		p, err := decode(val)
+		last, n = p.Seq, n+1
+		return err
+	})
+	if err != nil || sc.torn || n != 100 || last != "100" {
+		t.Fatalf("log after failed compactions: %d entries, last %q, torn %t, %v; want 100 ending at 100, clean", n, last, sc.torn, err)
+	}
 	createTemp = os.CreateTemp
 	for i := 101; i <= 200; i++ {
 		if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {

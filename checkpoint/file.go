@@ -507,8 +507,9 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	if err != nil {
 		return &notReplaced{fmt.Errorf("compact: create a new file: %w", err)}
 	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if err != nil && !renamed {
 			_ = tmp.Close()
 			_ = os.Remove(tmp.Name())
 		}
@@ -526,11 +527,12 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 		return &notReplaced{fmt.Errorf("compact: %w", err)}
 	}
 	// From here the new file is the log, whatever the folder's sync says.
+	renamed = true
 	old := f.file
 	f.file, f.end, f.alloc, f.logged, f.broken = tmp, int64(len(b)), int64(len(b)), 0, nil
 	f.rewrites++
 	_ = old.Close()
-	if err := syncDir(dir); err != nil {
+	if err := syncFolder(dir); err != nil {
 		f.broken = err
 		return fmt.Errorf("compact: sync the folder: %w", err)
 	}
@@ -564,8 +566,12 @@ func followLinks(path string) (string, error) {
 	return "", errors.New("too many levels of symbolic links")
 }
 
-// createTemp is os.CreateTemp; tests replace it.
-var createTemp = os.CreateTemp
+// createTemp is os.CreateTemp and syncFolder is syncDir; tests replace
+// them.
+var (
+	createTemp = os.CreateTemp
+	syncFolder = syncDir
+)
 
 // put records p and keeps f.live, the length of a frame holding every
 // position, up to date. The caller holds mu or is OpenFile.

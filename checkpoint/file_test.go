@@ -1203,3 +1203,43 @@ func TestConvertBoltWithoutRoom(t *testing.T) {
 		t.Error("the older file was changed")
 	}
 }
+
+// A compaction whose rename succeeded but whose folder sync failed keeps
+// the new file open and locked as the log; the next save rewrites it again.
+func TestCompactionFolderSyncFails(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	f, err := OpenFile(path, withCompactAt(1<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := t.Context()
+	syncFolder = func(string) error { return syscall.EIO }
+	t.Cleanup(func() { syncFolder = syncDir })
+	var failed error
+	for i := 1; i <= 100 && failed == nil; i++ {
+		failed = f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)})
+	}
+	if failed == nil || !strings.Contains(failed.Error(), "sync the folder") {
+		t.Fatalf("no save reported the failed folder sync: %v", failed)
+	}
+	if g, err := OpenFile(path, WithLockTimeout(100*time.Millisecond)); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			g.Close()
+		}
+		t.Fatalf("OpenFile after the failed folder sync = %v, want ErrLocked", err)
+	}
+	syncFolder = syncDir
+	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1000"}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if p, _ := g.Load(ctx, "m", "s"); p.Seq != "1000" {
+		t.Errorf("reopened: %+v, want seq 1000", p)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,20 +208,21 @@ func (f *File) load() (created bool, err error) {
 // read loads the positions of a file of size bytes.
 func (f *File) read(size int64) error {
 	// Look at the start before reading a file that may be anything.
-	head := make([]byte, min(size, 64))
+	head := make([]byte, min(size, 1<<17)) // both bbolt meta pages, at any page size
 	if _, err := f.file.ReadAt(head, 0); err != nil {
 		return fmt.Errorf("read: %w", f.pathErr(err))
 	}
-	if !isBolt(head) {
-		if err := checkHeader(head); err != nil {
-			return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
-		}
+	// The header decides; the bbolt magic is looked for only in a file
+	// without one, as a log's bytes may hold it anywhere.
+	headerErr := checkHeader(head)
+	if headerErr != nil && !isBolt(head) {
+		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, headerErr)
 	}
 	b, err := io.ReadAll(f.file)
 	if err != nil {
 		return fmt.Errorf("read: %w", f.pathErr(err))
 	}
-	if isBolt(b) {
+	if headerErr != nil {
 		state, err := readBolt(f.real, b)
 		if err != nil {
 			return fmt.Errorf("convert from the older (bbolt) format: %w", err)
@@ -313,6 +315,9 @@ func (f *File) Save(ctx context.Context, mappingName, shard string, p event.Posi
 	if err := validName(mappingName, shard); err != nil {
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
 	}
+	if len(p.Seq) > maxSeqLen {
+		return fmt.Errorf("checkpoint file %s: save %s/%s: sequence number of %d bytes, more than %d", f.path, mappingName, shard, len(p.Seq), maxSeqLen)
+	}
 	if err := f.check(ctx); err != nil {
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
 	}
@@ -350,8 +355,9 @@ func (f *File) lead(own *saveReq) {
 	for {
 		n := min(len(f.queue), maxGroup)
 		group := append(f.spare[:0], f.queue[:n]...)
-		f.queue = append(f.queue[:0], f.queue[n:]...)
-		clear(f.queue[len(f.queue):n])
+		rest := copy(f.queue, f.queue[n:])
+		clear(f.queue[rest:])
+		f.queue = f.queue[:rest]
 		f.qmu.Unlock()
 		f.commit(group)
 		f.qmu.Lock()
@@ -499,6 +505,9 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	for _, r := range group {
 		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
 	}
+	if len(b)-headerLen-frameHeadLen > math.MaxUint32 {
+		return &notReplaced{errors.New("compact: the positions are too large for one frame")}
+	}
 	b = finishFrame(b, headerLen)
 	f.snap = b[:0]
 
@@ -529,7 +538,7 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	// From here the new file is the log, whatever the folder's sync says.
 	renamed = true
 	old := f.file
-	f.file, f.end, f.alloc, f.logged, f.broken = tmp, int64(len(b)), int64(len(b)), 0, nil
+	f.file, f.end, f.alloc, f.logged, f.broken, f.retryAt = tmp, int64(len(b)), int64(len(b)), 0, nil, 0
 	f.rewrites++
 	_ = old.Close()
 	if err := syncFolder(dir); err != nil {
@@ -559,7 +568,13 @@ func followLinks(path string) (string, error) {
 			return "", err
 		}
 		if !filepath.IsAbs(to) {
-			to = filepath.Join(filepath.Dir(path), to)
+			// Relative to the folder the link is in, as the kernel
+			// resolves it: through that folder's own links.
+			dir, err := filepath.EvalSymlinks(filepath.Dir(path))
+			if err != nil {
+				return "", err
+			}
+			to = filepath.Join(dir, to)
 		}
 		path = to
 	}
@@ -595,22 +610,13 @@ const staleSuffix = ".rewrite-"
 // before renaming one. The caller holds the lock, so no rewrite is under
 // way.
 func removeStale(path string) {
-	old, _ := filepath.Glob(filepath.Join(filepath.Dir(path), globEscape(filepath.Base(path))+staleSuffix+"*"))
-	for _, p := range old {
-		_ = os.Remove(p)
-	}
-}
-
-// globEscape escapes the characters filepath.Match treats specially.
-func globEscape(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if strings.ContainsRune(`*?[\`, c) {
-			b.WriteByte('\\')
+	dir, prefix := filepath.Dir(path), filepath.Base(path)+staleSuffix
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
 		}
-		b.WriteRune(c)
 	}
-	return b.String()
 }
 
 // maxNameLen bounds mapping names and shard ids.
@@ -629,6 +635,10 @@ func validName(mappingName, shard string) error {
 	}
 	return nil
 }
+
+// maxSeqLen bounds a position's sequence number; Kinesis and DynamoDB
+// Streams use up to 128 digits.
+const maxSeqLen = 4 << 10
 
 func fdatasync(f *os.File) error {
 	for {

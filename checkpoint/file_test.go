@@ -1243,3 +1243,168 @@ func TestCompactionFolderSyncFails(t *testing.T) {
 		t.Errorf("reopened: %+v, want seq 1000", p)
 	}
 }
+
+// More than twice maxGroup Saves queued while a commit is under way are all
+// answered (the queue's shift once ran out of bounds).
+func TestSaveQueueOverTwoGroups(t *testing.T) {
+	f, _ := openTemp(t)
+	ctx := context.Background()
+	f.mu.Lock() // the leader blocks in commit's put
+	errs := make(chan error, 3*maxGroup)
+	go func() { errs <- f.Save(ctx, "m", "lead", event.Position{Seq: "1"}) }()
+	waitUntil(t, func() bool {
+		f.qmu.Lock()
+		defer f.qmu.Unlock()
+		return f.leading && len(f.queue) == 0
+	})
+	n := 2*maxGroup + 10
+	for i := range n {
+		go func() { errs <- f.Save(ctx, "m", fmt.Sprint("s", i), event.Position{Seq: "1"}) }()
+	}
+	waitUntil(t, func() bool {
+		f.qmu.Lock()
+		defer f.qmu.Unlock()
+		return len(f.queue) == n
+	})
+	f.mu.Unlock()
+	for range n + 1 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A log whose bytes hold the bbolt magic where a bbolt meta page has it
+// is still read as a log: the header decides.
+func TestOpenFileLogHoldingBoltMagic(t *testing.T) {
+	f, path := openTemp(t)
+	shard := make([]byte, 5000)
+	for i := range shard {
+		shard[i] = 'x'
+	}
+	for _, at := range []int{4060, 4072} {
+		copy(shard[at:], []byte{0xED, 0xDA, 0x0C, 0xED})
+	}
+	if err := f.Save(context.Background(), "m", string(shard), event.Position{Seq: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatalf("reopen after an acknowledged Save: %v", err)
+	}
+	g.Close()
+}
+
+// A relative link is resolved from its folder as the kernel does, through
+// that folder's own links, not by joining the text.
+func TestOpenFileRelativeLinkThroughLinkedFolder(t *testing.T) {
+	d := t.TempDir()
+	real := filepath.Join(d, "other", "shared", "cp")
+	f, err := OpenFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Save(context.Background(), "m", "s", event.Position{Seq: "42"}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	os.MkdirAll(filepath.Join(d, "other", "x"), 0o700)
+	os.MkdirAll(filepath.Join(d, "shared"), 0o700) // an unrelated folder
+	if err := os.Symlink("../shared/cp", filepath.Join(d, "other", "x", "cp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(d, "other", "x"), filepath.Join(d, "link")); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(d, "link", "cp")
+	if b, err := os.ReadFile(path); err != nil || len(b) == 0 {
+		t.Fatalf("kernel resolves %s to the file: %v", path, err)
+	}
+	g, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	p, _ := g.Load(context.Background(), "m", "s")
+	if p.Seq != "42" {
+		t.Fatalf("opened %s (real %s): position %q, want 42", path, g.real, p.Seq)
+	}
+}
+
+// After a failed compaction and a successful one, compaction comes back
+// to its usual size.
+func TestCompactionRetryIsReset(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	f, err := OpenFile(path, withCompactAt(2<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx := t.Context()
+	peak := func(from, to int) int64 {
+		var m int64
+		for i := from; i < to; i++ {
+			m = max(m, f.logged)
+			if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m
+	}
+	before := peak(0, 500)
+	failCreate(t)
+	peak(500, 600)
+	createTemp = os.CreateTemp
+	peak(600, 800)
+	after := peak(800, 1300)
+	if after > before+100 {
+		t.Errorf("log now grows to %d before compaction, was %d", after, before)
+	}
+}
+
+// A damaged length with the top bit set is no frame (and no panic where
+// int is 32 bits).
+func TestFrameLengthTopBit(t *testing.T) {
+	b := appendHeader(nil)
+	b = append(b, "cpf1\x00\x00\x00\x80\x00\x00\x00\x00"...)
+	b = append(b, make([]byte, 100)...)
+	if _, _, ok := frameAt(b, headerLen); ok {
+		t.Fatal("frameAt accepted a frame longer than the file")
+	}
+	if _, err := scan(b, func(string, string, []byte) error { return nil }); err == nil {
+		t.Fatal("scan accepted a file ending inside a frame")
+	}
+}
+
+// Stale files are removed from the checkpoint file's own folder only, even
+// when its path holds pattern characters.
+func TestRemoveStaleOnlyInItsFolder(t *testing.T) {
+	d := t.TempDir()
+	other := filepath.Join(d, "dz")
+	os.MkdirAll(other, 0o700)
+	victim := filepath.Join(other, "cp"+staleSuffix+"123") // another store's new file
+	os.WriteFile(victim, []byte("x"), 0o600)
+	f, err := OpenFile(filepath.Join(d, "d*", "cp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if _, err := os.Stat(victim); err != nil {
+		t.Fatalf("opening %s removed %s: %v", filepath.Join(d, "d*", "cp"), victim, err)
+	}
+}
+
+// waitUntil polls cond every millisecond, for up to 10 s.
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		<-tick.C
+	}
+}

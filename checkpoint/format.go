@@ -117,11 +117,11 @@ func frameAt(b []byte, off int) (payload []byte, next int, ok bool) {
 	if len(b)-off < frameHeadLen || string(b[off:off+len(frameMagic)]) != frameMagic {
 		return nil, off, false
 	}
-	n := binary.LittleEndian.Uint32(b[off+4:])
-	end := off + frameHeadLen + int(n)
-	if int(n) > len(b)-off-frameHeadLen {
+	n := uint64(binary.LittleEndian.Uint32(b[off+4:]))
+	if n > uint64(len(b)-off-frameHeadLen) {
 		return nil, off, false
 	}
+	end := off + frameHeadLen + int(n)
 	payload = b[off+frameHeadLen : end]
 	if frameSum(b[off+4:off+8], payload) != binary.LittleEndian.Uint32(b[off+8:]) {
 		return nil, off, false

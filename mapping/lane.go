@@ -32,10 +32,6 @@ type lane struct {
 	// done with, in order.
 	received, shifted int64
 	marks             []mark
-
-	// moved is set by worker.resolve when the lane's records moved the
-	// shard's checkpoint, and cleared once the lane had it saved.
-	moved bool
 }
 
 // share is the part of one read that a lane gets.
@@ -232,11 +228,9 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 	cfg := &r.cfg
 	work := []span{{recs: recs}}
 	resolve := func(n int) {
-		l.w.resolve(l.idx, n)
 		resolved += n
 		// Saved now, also when the rest of the batch is retried.
-		if l.moved {
-			l.moved = false
+		if l.w.resolve(l.idx, n) {
 			l.w.batchDone(ctx)
 		}
 	}

@@ -59,15 +59,14 @@ func newWorker(r *Runner, s event.Shard, start event.Start) *worker {
 func (w *worker) halt() { w.haltOnce.Do(func() { close(w.halted) }) }
 
 // resolve records that lane finished its first n pending records, and
-// tells the lane when the shard's checkpoint moved and is to be saved after
-// the batch (checkpoints.interval 0).
-func (w *worker) resolve(lane, n int) {
+// reports whether that moved the shard's checkpoint when it is saved after
+// every batch (checkpoints.interval 0): then the lane calls batchDone.
+func (w *worker) resolve(lane, n int) bool {
 	if n == 0 {
-		return
+		return false
 	}
-	if _, moved := w.tr.resolve(lane, n); moved && w.r.cfg.CheckpointInterval <= 0 {
-		w.lanes[lane].moved = true
-	}
+	_, moved := w.tr.resolve(lane, n)
+	return moved && w.r.cfg.CheckpointInterval <= 0
 }
 
 // wakeSaver asks the saver to save the checkpoint.

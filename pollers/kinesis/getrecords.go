@@ -341,7 +341,7 @@ func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), l
 
 // Byte classes of the string scanners: plainByte is what a JSON string
 // holds as it is (not a quote, a backslash or a control character),
-// base64Byte the standard base64 alphabet without its padding, digitByte
+// base64Byte the standard base64 alphabet and its padding, digitByte
 // the decimal digits.
 var plainByte, base64Byte, digitByte = byteClasses()
 
@@ -349,7 +349,7 @@ func byteClasses() (plain, b64, digit [256]bool) {
 	for c := range 256 {
 		plain[c] = c >= 0x20 && c != '"' && c != '\\'
 		digit[c] = c >= '0' && c <= '9'
-		b64[c] = digit[c] || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '+' || c == '/'
+		b64[c] = digit[c] || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '+' || c == '/' || c == '='
 	}
 	return plain, b64, digit
 }
@@ -443,21 +443,15 @@ func (s *scanner) strOf(class *[256]bool) (span, bool) {
 // base64 consumes a string of standard, padded base64, as the SDK would
 // accept it, and returns the span of its contents.
 func (s *scanner) base64() (span, bool) {
-	if !s.byte('"') {
+	sp, ok := s.strOf(&base64Byte)
+	if !ok {
 		return span{}, false
 	}
-	b, i := s.b, s.i
-	for i < len(b) && base64Byte[b[i]] {
-		i++
-	}
-	for pad := 0; pad < 2 && i < len(b) && b[i] == '='; pad++ {
-		i++
-	}
-	if i >= len(b) || b[i] != '"' || (i-s.i)%4 != 0 {
+	v := s.b[sp.from:sp.to]
+	data := bytes.TrimRight(v, "=")
+	if len(v)%4 != 0 || len(v)-len(data) > 2 || bytes.IndexByte(data, '=') >= 0 {
 		return span{}, false
 	}
-	sp := span{from: s.i, to: i}
-	s.i = i + 1
 	return sp, true
 }
 

@@ -17,7 +17,7 @@ const (
 )
 
 func encode(p event.Position) []byte {
-	v := make([]byte, 2, 2+len(p.Seq))
+	v := make([]byte, 2, encodedLen(p))
 	v[0] = encodingV1
 	if p.Finished {
 		v[1] |= flagFinished

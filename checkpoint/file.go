@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"math"
@@ -101,12 +100,11 @@ type File struct {
 	snap      []byte   // rewrite's file
 
 	qmu     sync.Mutex
-	queue   []*saveReq    // waiting for the leader
-	spare   []*saveReq    // the leader's group, reused
-	leading bool          // a Save is writing
-	closed  bool          // Close was called
-	idle    sync.Cond     // on qmu: signalled when leading goes false
-	closing chan struct{} // closed by Close
+	queue   []*saveReq // waiting for the leader
+	spare   []*saveReq // the leader's group, reused
+	leading bool       // a Save is writing
+	closed  bool       // Close was called
+	idle    sync.Cond  // on qmu: signalled when leading goes false
 
 	closeOnce sync.Once
 	closeErr  error
@@ -169,7 +167,6 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 		state:     map[string]map[string]event.Position{},
 		live:      int64(frameHeadLen),
 		compactAt: o.compactAt,
-		closing:   make(chan struct{}),
 	}
 	created, err := f.load()
 	if err != nil {
@@ -218,9 +215,13 @@ func (f *File) read(size int64) error {
 	if headerErr != nil && !isBolt(head) {
 		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, headerErr)
 	}
-	b, err := io.ReadAll(f.file)
-	if err != nil {
-		return fmt.Errorf("read: %w", f.pathErr(err))
+	b := head
+	if size > int64(len(head)) {
+		b = make([]byte, size)
+		copy(b, head)
+		if _, err := f.file.ReadAt(b[len(head):], int64(len(head))); err != nil {
+			return fmt.Errorf("read: %w", f.pathErr(err))
+		}
 	}
 	if headerErr != nil {
 		state, err := readBolt(f.real, b)
@@ -386,7 +387,6 @@ func (f *File) Close() error {
 	f.closeOnce.Do(func() {
 		f.qmu.Lock()
 		f.closed = true
-		close(f.closing)
 		for f.leading {
 			f.idle.Wait()
 		}
@@ -399,10 +399,11 @@ func (f *File) Close() error {
 }
 
 func (f *File) check(ctx context.Context) error {
-	select {
-	case <-f.closing:
+	f.qmu.Lock()
+	closed := f.closed
+	f.qmu.Unlock()
+	if closed {
 		return ErrClosed
-	default:
 	}
 	return ctx.Err()
 }
@@ -424,8 +425,7 @@ func (f *File) commit(group []*saveReq) {
 		err = f.rewrite(group)
 	case f.logged+int64(len(b)) > max(f.compactAt, 2*f.live, f.retryAt):
 		err = f.rewrite(group)
-		var ne *notReplaced
-		if errors.As(err, &ne) {
+		if ie := (*intactError)(nil); errors.As(err, &ie) {
 			// The log is as it was (a full disk, say): append to it,
 			// and try to compact again once it grew by as much again.
 			f.log.Warn("checkpoint file: compaction failed; appending, and trying again later", "path", f.path, "err", err)
@@ -441,7 +441,7 @@ func (f *File) commit(group []*saveReq) {
 			f.put(r.mapping, r.shard, r.p)
 		}
 		f.mu.Unlock()
-	} else if ge, ne := (*growError)(nil), (*notReplaced)(nil); !errors.As(err, &ge) && !errors.As(err, &ne) {
+	} else if ie := (*intactError)(nil); !errors.As(err, &ie) {
 		f.broken = err
 	}
 	for i, r := range group {
@@ -462,7 +462,7 @@ func (f *File) append(b []byte) error {
 	if need := at + int64(len(b)); need > f.alloc {
 		grow := (need - f.alloc + chunk - 1) / chunk * chunk
 		if _, err := f.file.WriteAt(make([]byte, grow), f.alloc); err != nil {
-			return &growError{fmt.Errorf("grow: %w", f.pathErr(err))}
+			return &intactError{fmt.Errorf("grow: %w", f.pathErr(err))}
 		}
 		if err := fdatasync(f.file); err != nil {
 			return fmt.Errorf("grow: sync: %w", f.pathErr(err))
@@ -480,12 +480,13 @@ func (f *File) append(b []byte) error {
 	return nil
 }
 
-// growError is a failure to write the zeros that grow the file: past the
-// log only, so the log is as it was and the next commit may append again.
-type growError struct{ err error }
+// intactError is a failed write that left the log as it was, so that the
+// next commit may append to it: writing the zeros that grow the file (past
+// the log only), or a rewrite that failed before its rename.
+type intactError struct{ err error }
 
-func (e *growError) Error() string { return e.err.Error() }
-func (e *growError) Unwrap() error { return e.err }
+func (e *intactError) Error() string { return e.err.Error() }
+func (e *intactError) Unwrap() error { return e.err }
 
 // rewrite writes every synced position, and the group's on top of them,
 // into a new file, syncs it and renames it over the log: compaction, and
@@ -506,7 +507,7 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
 	}
 	if len(b)-headerLen-frameHeadLen > math.MaxUint32 {
-		return &notReplaced{errors.New("compact: the positions are too large for one frame")}
+		return &intactError{errors.New("compact: the positions are too large for one frame")}
 	}
 	b = finishFrame(b, headerLen)
 	f.snap = b[:0]
@@ -514,7 +515,7 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	dir := filepath.Dir(f.real)
 	tmp, err := createTemp(dir, filepath.Base(f.real)+staleSuffix+"*")
 	if err != nil {
-		return &notReplaced{fmt.Errorf("compact: create a new file: %w", err)}
+		return &intactError{fmt.Errorf("compact: create a new file: %w", err)}
 	}
 	renamed := false
 	defer func() {
@@ -524,16 +525,16 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 		}
 	}()
 	if _, err := tmp.Write(b); err != nil {
-		return &notReplaced{fmt.Errorf("compact: write the new file: %w", err)}
+		return &intactError{fmt.Errorf("compact: write the new file: %w", err)}
 	}
 	if err := fdatasync(tmp); err != nil {
-		return &notReplaced{fmt.Errorf("compact: sync the new file: %w", err)}
+		return &intactError{fmt.Errorf("compact: sync the new file: %w", err)}
 	}
-	if err := lockNew(tmp); err != nil {
-		return &notReplaced{fmt.Errorf("compact: %w", err)}
+	if err := tryLock(tmp); err != nil {
+		return &intactError{fmt.Errorf("compact: lock the new file: %w", err)}
 	}
 	if err := os.Rename(tmp.Name(), f.real); err != nil {
-		return &notReplaced{fmt.Errorf("compact: %w", err)}
+		return &intactError{fmt.Errorf("compact: %w", err)}
 	}
 	// From here the new file is the log, whatever the folder's sync says.
 	renamed = true
@@ -547,13 +548,6 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	}
 	return nil
 }
-
-// notReplaced is a failure of rewrite before its rename: the file is the
-// log it was.
-type notReplaced struct{ err error }
-
-func (e *notReplaced) Error() string { return e.err.Error() }
-func (e *notReplaced) Unwrap() error { return e.err }
 
 // followLinks returns the file path names after any symbolic links in its
 // last element, which may point to a file that does not exist yet.

@@ -129,6 +129,16 @@ func frameAt(b []byte, off int) (payload []byte, next int, ok bool) {
 	return payload, end, true
 }
 
+// frameStart returns where the frame after off starts: the next sector
+// boundary when the bytes up to it are the zeros that headAligned leaves,
+// and off otherwise.
+func frameStart(b []byte, off int) int {
+	if at := int(headAligned(int64(off))); at != off && at <= len(b) && firstNonZero(b[off:at]) < 0 {
+		return at
+	}
+	return off
+}
+
 // scanned is what scan found in a file.
 type scanned struct {
 	end  int  // offset after the last whole frame: where the next one goes
@@ -142,18 +152,12 @@ type scanned struct {
 func scan(b []byte, apply func(mappingName, shard string, val []byte) error) (scanned, error) {
 	off := headerLen
 	for {
-		payload, next, ok := frameAt(b, off)
-		if !ok {
-			// The zeros before a frame moved to a sector boundary.
-			if at := int(headAligned(int64(off))); at != off && at < len(b) && firstNonZero(b[off:at]) < 0 {
-				if payload, next, ok = frameAt(b, at); ok {
-					off = at
-				}
-			}
-		}
+		at := frameStart(b, off)
+		payload, next, ok := frameAt(b, at)
 		if !ok {
 			break
 		}
+		off = at
 		if err := readEntries(payload, apply); err != nil {
 			return scanned{}, fmt.Errorf("frame at byte %d: %w", off, err)
 		}
@@ -178,10 +182,7 @@ func scan(b []byte, apply func(mappingName, shard string, val []byte) error) (sc
 		// after zeros. The file never grows inside a frame's write
 		// (File.append), so a frame that the end of the file cuts was cut
 		// afterwards.
-		at := int(headAligned(int64(off)))
-		if at > len(b) || firstNonZero(b[off:at]) >= 0 {
-			at = off
-		}
+		at := frameStart(b, off)
 		head := b[at:]
 		if len(head) < frameHeadLen {
 			return scanned{}, fmt.Errorf("the file ends inside the frame at byte %d (truncated)", at)

@@ -42,7 +42,7 @@ func openLocked(path string, timeout time.Duration) (*os.File, error) {
 		if lockHook != nil {
 			lockHook()
 		}
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		err = tryLock(f)
 		if err == nil {
 			same, serr := samePath(f, path)
 			if serr != nil {
@@ -86,11 +86,9 @@ func samePath(f *os.File, path string) (bool, error) {
 	return os.SameFile(a, b), nil
 }
 
-// lockNew takes the lock of a new file that no one else can have opened
-// yet, before it is renamed into place.
-func lockNew(f *os.File) error {
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	return nil
+// tryLock takes f's exclusive flock without waiting. The store also takes
+// it on a new file that no one else can have opened yet, before renaming
+// it into place.
+func tryLock(f *os.File) error {
+	return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 }

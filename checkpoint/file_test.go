@@ -24,12 +24,48 @@ import (
 func openTemp(t testing.TB) (*File, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "state", "esmd.db")
-	f, err := OpenFile(path)
+	return mustOpen(t, path), path
+}
+
+// mustOpen opens path and closes the File when the test ends.
+func mustOpen(t testing.TB, path string, opts ...Option) *File {
+	t.Helper()
+	f, err := OpenFile(path, opts...)
 	if err != nil {
 		t.Fatalf("OpenFile: %v", err)
 	}
 	t.Cleanup(func() { _ = f.Close() })
-	return f, path
+	return f
+}
+
+// saveSeqs saves the sequence numbers from..to of shard s of mapping m.
+func saveSeqs(t testing.TB, f *File, from, to int) {
+	t.Helper()
+	for i := from; i <= to; i++ {
+		if err := f.Save(t.Context(), "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
+			t.Fatalf("save %d: %v", i, err)
+		}
+	}
+}
+
+// wantReopened opens path again and checks that m/s holds seq.
+func wantReopened(t testing.TB, path, seq string) {
+	t.Helper()
+	g := mustOpen(t, path)
+	if p, _ := g.Load(t.Context(), "m", "s"); p.Seq != seq {
+		t.Errorf("reopened: %+v, want seq %s", p, seq)
+	}
+}
+
+// wantLocked checks that another OpenFile of path is refused as locked.
+func wantLocked(t testing.TB, path, when string) {
+	t.Helper()
+	if g, err := OpenFile(path, WithLockTimeout(100*time.Millisecond)); !errors.Is(err, ErrLocked) {
+		if err == nil {
+			g.Close()
+		}
+		t.Fatalf("OpenFile %s = %v, want ErrLocked", when, err)
+	}
 }
 
 func TestSaveLoadRoundTrip(t *testing.T) {
@@ -1007,14 +1043,7 @@ func TestGrowFailureKeepsAppending(t *testing.T) {
 		t.Errorf("the file was rewritten (%d rewrites), want the save appended", f.rewrites)
 	}
 	f.Close()
-	g, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if p, _ := g.Load(ctx, "m", "s"); p.Seq != "3" {
-		t.Errorf("reopened: %+v, want seq 3", p)
-	}
+	wantReopened(t, path, "3")
 }
 
 // failCreate makes createTemp fail until the test ends.
@@ -1029,18 +1058,9 @@ func failCreate(t *testing.T) {
 // as it was: saves go on appending, and compaction is tried again later.
 func TestCompactionFailureKeepsAppending(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	f, err := OpenFile(path, withCompactAt(2<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ctx := t.Context()
+	f := mustOpen(t, path, withCompactAt(2<<10))
 	failCreate(t)
-	for i := 1; i <= 100; i++ {
-		if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
-			t.Fatalf("save %d while compaction fails: %v", i, err)
-		}
-	}
+	saveSeqs(t, f, 1, 100) // while compaction fails
 	if f.rewrites != 1 || f.broken != nil {
 		t.Fatalf("rewrites %d, broken %v; want only the open's rewrite and a working store", f.rewrites, f.broken)
 	}
@@ -1060,23 +1080,12 @@ func TestCompactionFailureKeepsAppending(t *testing.T) {
 		t.Fatalf("log after failed compactions: %d entries, last %q, torn %t, %v; want 100 ending at 100, clean", n, last, sc.torn, err)
 	}
 	createTemp = os.CreateTemp
-	for i := 101; i <= 200; i++ {
-		if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	saveSeqs(t, f, 101, 200)
 	if f.rewrites < 2 {
 		t.Errorf("compaction not tried again once it could work (%d rewrites)", f.rewrites)
 	}
 	f.Close()
-	g, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if p, _ := g.Load(ctx, "m", "s"); p.Seq != "200" {
-		t.Errorf("reopened: %+v, want seq 200", p)
-	}
+	wantReopened(t, path, "200")
 }
 
 // OpenFile fails at once, saying what to do, when it cannot put a new file
@@ -1112,28 +1121,15 @@ func TestOpenFileThroughSymlink(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	f, err := OpenFile(link, withCompactAt(1<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for i := 1; i <= 100; i++ {
-		if err := f.Save(t.Context(), "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f := mustOpen(t, link, withCompactAt(1<<10))
+	saveSeqs(t, f, 1, 100)
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Fatalf("the link was replaced: %v, %v", fi.Mode(), err)
 	}
 	if f.rewrites < 2 {
 		t.Fatalf("%d rewrites; want compactions through the link", f.rewrites)
 	}
-	if g, err := OpenFile(target, WithLockTimeout(100*time.Millisecond)); !errors.Is(err, ErrLocked) {
-		if err == nil {
-			g.Close()
-		}
-		t.Fatalf("OpenFile of the link's target = %v, want ErrLocked", err)
-	}
+	wantLocked(t, target, "of the link's target")
 }
 
 // No frame head crosses a sector boundary, whatever the sizes of the saves.
@@ -1208,11 +1204,7 @@ func TestConvertBoltWithoutRoom(t *testing.T) {
 // the new file open and locked as the log; the next save rewrites it again.
 func TestCompactionFolderSyncFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	f, err := OpenFile(path, withCompactAt(1<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := mustOpen(t, path, withCompactAt(1<<10))
 	ctx := t.Context()
 	syncFolder = func(string) error { return syscall.EIO }
 	t.Cleanup(func() { syncFolder = syncDir })
@@ -1223,25 +1215,13 @@ func TestCompactionFolderSyncFails(t *testing.T) {
 	if failed == nil || !strings.Contains(failed.Error(), "sync the folder") {
 		t.Fatalf("no save reported the failed folder sync: %v", failed)
 	}
-	if g, err := OpenFile(path, WithLockTimeout(100*time.Millisecond)); !errors.Is(err, ErrLocked) {
-		if err == nil {
-			g.Close()
-		}
-		t.Fatalf("OpenFile after the failed folder sync = %v, want ErrLocked", err)
-	}
+	wantLocked(t, path, "after the failed folder sync")
 	syncFolder = syncDir
 	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1000"}); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
-	g, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if p, _ := g.Load(ctx, "m", "s"); p.Seq != "1000" {
-		t.Errorf("reopened: %+v, want seq 1000", p)
-	}
+	wantReopened(t, path, "1000")
 }
 
 // More than twice maxGroup Saves queued while a commit is under way are all
@@ -1336,19 +1316,12 @@ func TestOpenFileRelativeLinkThroughLinkedFolder(t *testing.T) {
 // to its usual size.
 func TestCompactionRetryIsReset(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	f, err := OpenFile(path, withCompactAt(2<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ctx := t.Context()
+	f := mustOpen(t, path, withCompactAt(2<<10))
 	peak := func(from, to int) int64 {
 		var m int64
 		for i := from; i < to; i++ {
 			m = max(m, f.logged)
-			if err := f.Save(ctx, "m", "s", event.Position{Seq: fmt.Sprint(i)}); err != nil {
-				t.Fatal(err)
-			}
+			saveSeqs(t, f, i, i)
 		}
 		return m
 	}

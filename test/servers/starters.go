@@ -142,9 +142,9 @@ func startKinesalite() (string, error) {
 // DynamoDB Streams, SQS, SNS, S3 and more on one port), starting it on first
 // use, through the harness's moto_shim.py, which puts every SQS queue's
 // receive, send, delete, purge and visibility change under one lock
-// (test/SERVERS.md). It
-// skips t (fails under CI=true) when moto is not installed. Safe for
-// concurrent use; blocks while the server starts (about 1-2 s).
+// (test/SERVERS.md). It skips t (fails under CI=true) when moto is not
+// installed. Safe for concurrent use; blocks while the server starts
+// (about 1-2 s).
 func Moto(t testing.TB) string {
 	t.Helper()
 	return moto.get(t, func() ([]string, error) {

@@ -524,6 +524,9 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 			_ = os.Remove(tmp.Name())
 		}
 	}()
+	if err := sameAccess(tmp, f.file); err != nil {
+		return &intactError{fmt.Errorf("compact: give the new file the old one's permissions: %w", err)}
+	}
 	if _, err := tmp.Write(b); err != nil {
 		return &intactError{fmt.Errorf("compact: write the new file: %w", err)}
 	}
@@ -545,6 +548,34 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	if err := syncFolder(dir); err != nil {
 		f.broken = err
 		return fmt.Errorf("compact: sync the folder: %w", err)
+	}
+	return nil
+}
+
+// sameAccess gives dst the permission bits of src and, where the process
+// may change them, its owner and group: replacing the file must not change
+// who can read or write the checkpoints (a file an operator made readable
+// to a monitoring group, say). A process that may not give the file away
+// keeps it as its own, which it could write before as well.
+func sameAccess(dst, src *os.File) error {
+	old, err := src.Stat()
+	if err != nil {
+		return err
+	}
+	if err := dst.Chmod(old.Mode().Perm()); err != nil {
+		return err
+	}
+	now, err := dst.Stat()
+	if err != nil {
+		return err
+	}
+	o, ok1 := old.Sys().(*syscall.Stat_t)
+	n, ok2 := now.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 || (o.Uid == n.Uid && o.Gid == n.Gid) {
+		return nil
+	}
+	if err := dst.Chown(int(o.Uid), int(o.Gid)); err != nil && !errors.Is(err, os.ErrPermission) {
+		return err
 	}
 	return nil
 }

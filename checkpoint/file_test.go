@@ -1381,3 +1381,62 @@ func waitUntil(t *testing.T, cond func() bool) {
 		<-tick.C
 	}
 }
+
+// A rewrite replaces the file with a new one: at every open, and when the
+// log is compacted. The new file keeps the old one's permissions and, where
+// the process may give it away (as root), its owner and group.
+func TestRewriteKeepsAccess(t *testing.T) {
+	root := os.Geteuid() == 0
+	for _, c := range []struct {
+		name     string
+		mode     os.FileMode
+		uid, gid int // -1: the process's own
+	}{
+		{"readable by its group", 0o640, -1, -1},
+		{"readable by all", 0o644, -1, -1},
+		{"private", 0o600, -1, -1},
+		{"owned by another user", 0o660, 65534, 65534},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.uid >= 0 && !root {
+				t.Skip("only root may give a file to another user")
+			}
+			path := filepath.Join(t.TempDir(), "cp.db")
+			f, err := OpenFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			saveSeqs(t, f, 1, 1)
+			f.Close()
+			if err := os.Chmod(path, c.mode); err != nil {
+				t.Fatal(err)
+			}
+			uid, gid := os.Geteuid(), os.Getegid()
+			if c.uid >= 0 {
+				uid, gid = c.uid, c.gid
+				if err := os.Chown(path, uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := func(when string) {
+				t.Helper()
+				fi, err := os.Stat(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				st := fi.Sys().(*syscall.Stat_t)
+				if fi.Mode() != c.mode || int(st.Uid) != uid || int(st.Gid) != gid {
+					t.Errorf("%s: mode %v, owner %d:%d; want %v, %d:%d", when, fi.Mode(), st.Uid, st.Gid, c.mode, uid, gid)
+				}
+			}
+			g := mustOpen(t, path, withCompactAt(2<<10))
+			want("after the open's rewrite")
+			before := g.rewrites
+			saveSeqs(t, g, 2, 300)
+			if g.rewrites == before {
+				t.Fatal("the log was never compacted")
+			}
+			want("after compaction")
+		})
+	}
+}

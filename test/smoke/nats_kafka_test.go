@@ -22,24 +22,27 @@ func TestNATSJetStreamPublishAck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "SMOKE", Subjects: []string{"smoke.>"}}); err != nil {
+	// Names of their own: the server outlives one run of the test (-count).
+	name := servers.UniqueName("SMOKE")
+	subject := "smoke." + name + ".failures"
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{"smoke." + name + ".>"}}); err != nil {
 		t.Fatalf("create stream: %v", err)
 	}
-	ack, err := js.Publish(ctx, "smoke.failures", []byte(`{"x":1}`), jetstream.WithMsgID("id-1"))
+	ack, err := js.Publish(ctx, subject, []byte(`{"x":1}`), jetstream.WithMsgID("id-1"))
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
-	if ack.Stream != "SMOKE" || ack.Sequence != 1 || ack.Duplicate {
-		t.Fatalf("ack = %+v, want stream SMOKE, sequence 1, not duplicate", *ack)
+	if ack.Stream != name || ack.Sequence != 1 || ack.Duplicate {
+		t.Fatalf("ack = %+v, want stream %s, sequence 1, not duplicate", *ack, name)
 	}
-	dup, err := js.Publish(ctx, "smoke.failures", []byte(`{"x":1}`), jetstream.WithMsgID("id-1"))
+	dup, err := js.Publish(ctx, subject, []byte(`{"x":1}`), jetstream.WithMsgID("id-1"))
 	if err != nil {
 		t.Fatalf("publish duplicate: %v", err)
 	}
 	if !dup.Duplicate || dup.Sequence != 1 {
 		t.Fatalf("duplicate ack = %+v, want Duplicate and sequence 1", *dup)
 	}
-	s, err := js.Stream(ctx, "SMOKE")
+	s, err := js.Stream(ctx, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +50,7 @@ func TestNATSJetStreamPublishAck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("get msg: %v", err)
 	}
-	if m.Subject != "smoke.failures" || string(m.Data) != `{"x":1}` {
+	if m.Subject != subject || string(m.Data) != `{"x":1}` {
 		t.Fatalf("stored message = %s %q", m.Subject, m.Data)
 	}
 }
@@ -57,7 +60,7 @@ func TestNATSJetStreamPublishAck(t *testing.T) {
 func TestKafkaProduceConsume(t *testing.T) {
 	ctx := ctx(t)
 	addrs := servers.Kafka(t)
-	const topic = "smoke-failures"
+	topic := servers.UniqueName("smoke-failures")
 	prod, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(), kgo.RequiredAcks(kgo.AllISRAcks()))
 	if err != nil {
 		t.Fatal(err)

@@ -290,7 +290,7 @@ func BenchmarkEngineRatio(b *testing.B) {
 	barePOST(b, client, s.URL, payloads)
 	barePOST(b, httpfunc.Client(), s.URL, payloads)
 	b.ResetTimer()
-	var ratios, strict, engRate, bareRate, strictRate, engCPU, bareCPU, engSink, bareSink, allocs []float64
+	var ratios, strict, engRate, bareRate, strictRate, engCPU, bareCPU, strictCPU, engSink, bareSink, strictSink, allocs []float64
 	maxG := 0
 	pid := s.cmd.Process.Pid
 	for i := 0; i < b.N; i++ {
@@ -312,6 +312,8 @@ func BenchmarkEngineRatio(b *testing.B) {
 			default:
 				d := barePOST(b, httpfunc.Client(), s.URL, payloads)
 				strictRate = append(strictRate, engineRecords/d.Seconds())
+				strictCPU = append(strictCPU, perRecord(selfCPU()-cpu0))
+				strictSink = append(strictSink, perRecord(readProc(b, pid).CPU-sink0))
 			}
 		}
 		ratios = append(ratios, engRate[i]/bareRate[i])
@@ -327,6 +329,8 @@ func BenchmarkEngineRatio(b *testing.B) {
 	b.ReportMetric(median(bareCPU), "bare-cpu-us/record")
 	b.ReportMetric(median(engSink), "sink-cpu-us/record")
 	b.ReportMetric(median(bareSink), "bare-sink-cpu-us/record")
+	b.ReportMetric(median(strictCPU), "strict-bare-cpu-us/record")
+	b.ReportMetric(median(strictSink), "strict-bare-sink-cpu-us/record")
 	b.ReportMetric(median(allocs), "allocs/record")
 	b.ReportMetric(float64(maxG), "goroutines")
 	b.ReportMetric(0, "ns/op")

@@ -38,6 +38,8 @@ median() {
 	printf 'engine\tbare loop process CPU\t%s\tus/record\n' "$(median bare-cpu-us/record BenchmarkEngineRatio)"
 	printf 'engine\tsink CPU, engine run\t%s\tus/record\n' "$(median sink-cpu-us/record BenchmarkEngineRatio)"
 	printf 'engine\tsink CPU, bare loop run\t%s\tus/record\n' "$(median bare-sink-cpu-us/record BenchmarkEngineRatio)"
+	printf 'engine\tbare loop with esmd'"'"'s HTTP client, process CPU\t%s\tus/record\n' "$(median strict-bare-cpu-us/record BenchmarkEngineRatio)"
+	printf 'engine\tsink CPU, bare loop with esmd'"'"'s HTTP client run\t%s\tus/record\n' "$(median strict-bare-sink-cpu-us/record BenchmarkEngineRatio)"
 } >>"$results"
 
 echo "== Kinesis (kinesalite), latency and scale" >&2

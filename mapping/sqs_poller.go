@@ -282,7 +282,7 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 	ok, back := recs, []event.Record(nil)
 	if err == nil && cfg.ReportBatchItemFailures {
 		var perr error
-		ok, back, perr = splitPartial(resp.Body, recs, cfg.FIFO)
+		ok, back, perr = splitPartial(resp.Body, recs)
 		if perr != nil {
 			err = &FunctionError{Kind: "Unhandled", Type: "PartialBatchResponseError", Message: perr.Error(),
 				StatusCode: resp.StatusCode, ExecutedVersion: resp.ExecutedVersion}
@@ -335,19 +335,18 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 }
 
 // splitPartial reads a partial batch response: the messages it names
-// return, the others are done. For FIFO, the first failed message and every
-// later one of the group return. A malformed response is an error (the whole
-// batch fails), as with streams.
-func splitPartial(body []byte, recs []event.Record, fifo bool) (ok, back []event.Record, err error) {
+// return, the others are done and deleted, for FIFO queues too. Lambda
+// leaves it to a FIFO function to stop at its first failure and name every
+// message it did not process; a message it does not name counts as
+// processed, so returning it would deliver it again. A malformed response
+// is an error (the whole batch fails), as with streams.
+func splitPartial(body []byte, recs []event.Record) (ok, back []event.Record, err error) {
 	k, err := firstFailed(body, recs)
 	if err != nil {
 		return nil, recs, err
 	}
 	if k == len(recs) {
 		return recs, nil, nil
-	}
-	if fifo {
-		return recs[:k], recs[k:], nil
 	}
 	// firstFailed validated every identifier; collect them.
 	var resp struct {

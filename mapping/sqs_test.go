@@ -299,10 +299,15 @@ func TestSQSFIFOGroups(t *testing.T) {
 					t.Errorf("batch mixes groups %s and %s", g, m.Attributes["MessageGroupId"])
 				}
 				if m.Body == "g3-017" && !failedOnce {
+					// As a FIFO function should: it stops at its first
+					// failure and names every message from there on.
 					failedOnce = true
-					return okResponse(fmt.Sprintf(`{"batchItemFailures":[{"itemIdentifier":%q}]}`, m.MessageId)), nil
+					var ids []string
+					for _, rest := range ms[i:] {
+						ids = append(ids, fmt.Sprintf(`{"itemIdentifier":%q}`, rest.MessageId))
+					}
+					return okResponse(`{"batchItemFailures":[` + strings.Join(ids, ",") + `]}`), nil
 				}
-				_ = i
 			}
 			if strings.HasSuffix(ms[len(ms)-1].Body, fmt.Sprintf("-%03d", per-1)) {
 				finished[g] = time.Since(start)

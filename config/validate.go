@@ -641,7 +641,13 @@ func (m *Mapping) checkPollers(p *problems, at func(string) string) {
 	}
 	switch n := e.MinPollers; {
 	case n == nil:
-		e.MinPollers = ptr(min(DefaultMinPollers, *e.InitialPollers))
+		floor := DefaultMinPollers
+		if sc := m.ScalingConfig; sc != nil && sc.MaximumConcurrency != nil {
+			// Lambda drops to two batches on a quiet queue, but not
+			// when MaximumConcurrency is set: then it stays at five.
+			floor = DefaultInitialPollers
+		}
+		e.MinPollers = ptr(min(floor, *e.InitialPollers))
 	case *n < 1 || *n > *e.InitialPollers:
 		p.add(at("esmd.minPollers"), "%d is not between 1 and initialPollers (%d)", *n, *e.InitialPollers)
 	}

@@ -17,12 +17,15 @@ func TestSQSRunnerSettings(t *testing.T) {
 	tests := []struct {
 		name, esmd            string
 		wait, scale           time.Duration
-		initial, min          int
+		initial, min, most    int
 		heartbeat, visibility bool
 	}{
-		{"defaults", "{}", 20 * time.Second, time.Second, 5, 2, false, false},
+		{"defaults", "{}", 20 * time.Second, time.Second, 5, 2, 1000, false, false},
+		// Lambda's scale-down to two batches is off with MaximumConcurrency.
+		{"defaults with MaximumConcurrency", "{}\n    ScalingConfig: {MaximumConcurrency: 50}", 20 * time.Second, time.Second, 5, 5, 50, false, false},
+		{"defaults with MaximumConcurrency 3", "{}\n    ScalingConfig: {MaximumConcurrency: 3}", 20 * time.Second, time.Second, 3, 3, 3, false, false},
 		{"set", "{waitTime: 5s, initialPollers: 10, minPollers: 3, scaleInterval: 500ms, visibilityHeartbeat: true, visibilityOnError: 0s}",
-			5 * time.Second, 500 * time.Millisecond, 10, 3, true, true},
+			5 * time.Second, 500 * time.Millisecond, 10, 3, 1000, true, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,7 +46,7 @@ mappings:
 			}
 			c := r.Config()
 			if c.WaitTime != tc.wait || c.ScaleInterval != tc.scale || c.InitialConcurrency != tc.initial || c.MinConcurrency != tc.min ||
-				c.MaxConcurrency != 1000 || c.Heartbeat != tc.heartbeat || (c.VisibilityOnError != nil) != tc.visibility {
+				c.MaxConcurrency != tc.most || c.Heartbeat != tc.heartbeat || (c.VisibilityOnError != nil) != tc.visibility {
 				t.Fatalf("runner config: wait %s, scale %s, pollers %d..%d of %d, heartbeat %v, visibilityOnError %v",
 					c.WaitTime, c.ScaleInterval, c.MinConcurrency, c.InitialConcurrency, c.MaxConcurrency, c.Heartbeat, c.VisibilityOnError)
 			}

@@ -125,6 +125,14 @@ func (r *SQSRunner) Run(ctx context.Context) error {
 	default:
 		r.visibility = 30 * time.Second
 	}
+	if t := r.cfg.InvokeTimeout; err == nil && t > vt && !r.cfg.Heartbeat {
+		// Lambda refuses such a mapping; esmd runs it, and says so.
+		r.log.Warn("the function's timeout is longer than the queue's visibility timeout: a message whose invocation runs "+
+			"longer than the visibility timeout is received and processed again while that invocation still runs; "+
+			"set the queue's VisibilityTimeout to at least 6 times the function's timeout (AWS's advice), "+
+			"or turn on esmd.visibilityHeartbeat",
+			"function_timeout", t, "visibility_timeout", vt)
+	}
 	r.log.Info("mapping started", "batch_size", r.cfg.BatchSize, "fifo", r.cfg.FIFO,
 		"max_concurrency", r.cfg.MaxConcurrency, "heartbeat", r.cfg.Heartbeat)
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -570,4 +572,59 @@ func TestSQSConfigValidation(t *testing.T) {
 			t.Errorf("%+v: err %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
+}
+
+// A function timeout above the queue's visibility timeout is flagged at
+// start (Lambda refuses such a mapping): unless the heartbeat keeps the
+// messages invisible, one can be processed twice at once.
+func TestSQSFlagsTimeoutAboveVisibility(t *testing.T) {
+	cases := []struct {
+		name      string
+		timeout   time.Duration
+		heartbeat bool
+		warned    bool
+	}{
+		{"above", 5 * time.Minute, false, true},
+		{"equal", 30 * time.Second, false, false},
+		{"below", 5 * time.Second, false, false},
+		{"above with heartbeat", 5 * time.Minute, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var logs strings.Builder
+				var mu sync.Mutex
+				q := newFakeQueue(false, 30*time.Second)
+				log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+				r, err := NewSQSRunner(SQSConfig{Name: "m", InvokeTimeout: tc.timeout, Heartbeat: tc.heartbeat},
+					SQSDeps{Queue: q, Invoker: newFakeFunc(nil), Logger: log})
+				if err != nil {
+					t.Fatal(err)
+				}
+				done := make(chan error, 1)
+				go func() { done <- r.Run(t.Context()) }()
+				synctest.Wait()
+				drain(t, r, done)
+				mu.Lock()
+				got := logs.String()
+				mu.Unlock()
+				warned := strings.Contains(got, "longer than the queue's visibility timeout") &&
+					strings.Contains(got, "function_timeout="+tc.timeout.String()) && strings.Contains(got, "visibility_timeout=30s")
+				if warned != tc.warned {
+					t.Errorf("warned %v, want %v; log:\n%s", warned, tc.warned, got)
+				}
+			})
+		})
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -212,6 +212,7 @@ type span struct {
 // outcome is what the last invocation of a span returned, for failure
 // records.
 type outcome struct {
+	requestID       string // the invocation's; empty when none was made
 	statusCode      int
 	executedVersion string
 	functionError   string
@@ -406,6 +407,7 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 	default:
 		s.last = outcome{err: err}
 	}
+	s.last.requestID = req.RequestID
 	l.log.Debug("invoked", "request_id", req.RequestID, "records", len(s.recs), "bytes", len(l.payload), "attempt", req.Attempt, "err", err)
 	if err != nil || resp.PayloadInUse {
 		// An abandoned invocation (timed out, cancelled, cut off), or one
@@ -441,9 +443,16 @@ func (l *lane) wait(ctx context.Context, min time.Duration) bool {
 func (l *lane) giveUp(ctx context.Context, recs []event.Record, cond event.Condition, s *span) bool {
 	r := l.w.r
 	cfg := &r.cfg
+	// The request ID of the last invocation, as Lambda gives it, so that
+	// the failure record leads to the function's logs of it; a batch given
+	// up before any invocation (too old already) gets one of its own.
+	id := s.last.requestID
+	if id == "" {
+		id = uuid.NewString()
+	}
 	f := &event.Failure{
 		Source:                 cfg.Kind,
-		RequestID:              uuid.NewString(),
+		RequestID:              id,
 		FunctionARN:            cfg.FunctionARN,
 		Condition:              cond,
 		ApproximateInvokeCount: s.invokes,

@@ -267,6 +267,10 @@ func TestRetryAttemptsExhaustedWithoutBisect(t *testing.T) {
 	if invs[3].Records[0].Data != "r10" {
 		t.Fatalf("next batch starts at %s, want r10", invs[3].Records[0].Data)
 	}
+	// The failure record names the last invocation, as Lambda's does.
+	if f[0].RequestID == "" || f[0].RequestID != invs[2].RequestID {
+		t.Fatalf("failure record's request ID %q; want the last invocation's, %q", f[0].RequestID, invs[2].RequestID)
+	}
 }
 
 func TestPartialBatchResponseResumesAtLowestFailure(t *testing.T) {

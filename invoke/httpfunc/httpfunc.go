@@ -37,6 +37,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/esmd-dev/esmd/invoke"
 	"github.com/esmd-dev/esmd/mapping"
 )
 
@@ -313,12 +314,9 @@ func (inv *Invoker) transportError(ctx, cctx context.Context, connected bool, id
 		if !connected {
 			return fmt.Errorf("http function %s: request %s: timed out connecting: %w", inv.name, id, err)
 		}
-		return &mapping.FunctionError{
-			Kind:    "Unhandled",
-			Type:    "Sandbox.Timedout",
-			Message: fmt.Sprintf("Task timed out after %.2f seconds", allowed.Seconds()),
-			Timeout: true,
-		}
+		// Lambda's Invoke answers a timeout with 200 and a function
+		// error; the failure record gives that status code.
+		return invoke.TimeoutError(allowed, "")
 	}
 	return fmt.Errorf("http function %s: request %s: %w", inv.name, id, err)
 }

@@ -455,8 +455,9 @@ func TestInvokeTimeout(t *testing.T) {
 			if !errors.As(err, &fe) || !fe.Timeout {
 				t.Fatalf("err = %v (%T), want a function error with Timeout", err, err)
 			}
-			if fe.Kind != "Unhandled" || fe.Message != "Task timed out after 0.15 seconds" {
-				t.Errorf("got %+v, want Unhandled, Task timed out after 0.15 seconds", fe)
+			// As Lambda's Invoke answers a timeout: 200 and a function error.
+			if fe.Kind != "Unhandled" || fe.Type != "Sandbox.Timedout" || fe.Message != "Task timed out after 0.15 seconds" || fe.StatusCode != 200 {
+				t.Errorf("got %+v, want Unhandled, Sandbox.Timedout, Task timed out after 0.15 seconds, status 200", fe)
 			}
 			if el := time.Since(start); el < 140*time.Millisecond || el > 3*time.Second {
 				t.Errorf("returned after %s, want about 150ms", el)

@@ -316,8 +316,9 @@ func (d *Destination) Got() []*event.Failure {
 
 // Invocation is one call a Function received.
 type Invocation struct {
-	Records []Rec
-	Attempt int
+	Records   []Rec
+	Attempt   int
+	RequestID string
 }
 
 // Rec is the part of a Kinesis event record a test checks.
@@ -357,7 +358,7 @@ func (f *Function) Invoke(ctx context.Context, req *mapping.Request) (*mapping.R
 		recs[i] = Rec{Key: r.Kinesis.PartitionKey, Seq: r.Kinesis.SequenceNumber, Data: string(r.Kinesis.Data)}
 	}
 	f.mu.Lock()
-	f.Calls = append(f.Calls, Invocation{Records: recs, Attempt: req.Attempt})
+	f.Calls = append(f.Calls, Invocation{Records: recs, Attempt: req.Attempt, RequestID: req.RequestID})
 	f.mu.Unlock()
 	if f.Handle == nil {
 		return &mapping.Response{StatusCode: 200}, nil

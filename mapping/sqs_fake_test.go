@@ -206,7 +206,15 @@ type fakeFunc struct {
 	// inGroup counts invocations in flight per message group.
 	inGroup    map[string]int
 	groupClash int
+	attempts   []int // each invocation's Request.Attempt
 	handle     func(msgs []events.SQSMessage) (*Response, error)
+}
+
+// attempt is the Request.Attempt of invocation i.
+func (f *fakeFunc) attempt(i int) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.attempts[i]
 }
 
 func newFakeFunc(handle func([]events.SQSMessage) (*Response, error)) *fakeFunc {
@@ -224,6 +232,7 @@ func (f *fakeFunc) Invoke(ctx context.Context, req *Request) (*Response, error) 
 	}
 	f.mu.Lock()
 	f.calls = append(f.calls, ev.Records)
+	f.attempts = append(f.attempts, req.Attempt)
 	f.active++
 	f.peak = max(f.peak, f.active)
 	for g := range groups {

@@ -26,6 +26,29 @@ type sqsPoller struct {
 	// the current batch began; carriedAt the same for carry.
 	received, carriedAt time.Time
 	bo                  *backoff.ExponentialBackOff
+
+	// retired is set when the poller gave up its place in a shrinking
+	// pool while a throttled batch waited to be invoked again (see
+	// retireNow); the FIFO groups of one batch settle concurrently.
+	mu      sync.Mutex
+	retired bool
+}
+
+// retireNow gives up the poller's place in the pool when the pool is
+// shrinking, and reports whether the poller is retiring, now or before.
+func (p *sqsPoller) retireNow() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.retired {
+		p.retired = p.r.retire()
+	}
+	return p.retired
+}
+
+func (p *sqsPoller) hasRetired() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.retired
 }
 
 // run loops until the mapping drains or stops, the pool shrinks, or the
@@ -57,6 +80,10 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 		batch, err := p.assemble(rctx)
 		if len(batch) > 0 {
 			p.process(ctx, batch)
+		}
+		if p.hasRetired() {
+			retired = true
+			return nil
 		}
 		switch {
 		case err == nil:
@@ -271,10 +298,11 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 	case <-ctx.Done():
 		return true
 	}
-	resp, err := p.invoke(ctx, recs)
+	resp, err := p.invoke(ctx, recs, 1)
+	<-r.slots
+	resp, err = p.retryThrottled(ctx, recs, resp, err)
 	stop()
 	stopped = true
-	<-r.slots
 	if ctx.Err() != nil {
 		return true // hard stop: everything reappears after its timeout
 	}
@@ -309,7 +337,7 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 	case errors.As(err, &te):
 		r.stats.Throttles.Add(1)
 		r.failures.Add(1)
-		r.log.Warn("function throttled; the batch returns to the queue", "err", err, "messages", len(recs), "group", group)
+		r.log.Warn("function throttled until the visibility timeout; the batch returns to the queue", "err", err, "messages", len(recs), "group", group)
 	default:
 		r.stats.InvokeErrors.Add(1)
 		r.failures.Add(1)
@@ -332,6 +360,57 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 		}
 	}
 	return len(back) > 0
+}
+
+// retryThrottled invokes recs again while the function throttles them, as
+// Lambda does: until the messages' visibility timeout would run out before
+// the next invocation ends. It waits the throttle's RetryAfter, or a
+// backoff, between invocations, holding no invocation slot meanwhile. It
+// returns the last invocation's outcome; a batch still throttled then
+// returns to the queue. So does one whose poller leaves the pool while
+// throttles shrink it: Lambda backs off from a throttling function by
+// running fewer batches at once. Each throttled invocation counts in the
+// stats.
+func (p *sqsPoller) retryThrottled(ctx context.Context, recs []event.Record, resp *Response, err error) (*Response, error) {
+	r := p.r
+	cfg := &r.cfg
+	visibleAt := p.received.Add(r.visibility)
+	var bo *backoff.ExponentialBackOff
+	for attempt := 2; ; attempt++ {
+		var te *ThrottleError
+		if !errors.As(err, &te) || ctx.Err() != nil {
+			return resp, err
+		}
+		if bo == nil {
+			bo = newBackoff(cfg.RetryInitial, cfg.RetryMax)
+		}
+		wait := bo.NextBackOff()
+		if te.RetryAfter > 0 {
+			wait = te.RetryAfter
+		}
+		if !time.Now().Add(wait + cfg.InvokeTimeout).Before(visibleAt) {
+			return resp, err
+		}
+		if p.retireNow() {
+			return resp, err
+		}
+		// Counted here when retried; settle counts the last one.
+		r.stats.Throttles.Add(1)
+		r.failures.Add(1)
+		if attempt == 2 {
+			r.log.Warn("function throttled; retrying the batch while its messages stay invisible", "err", err, "messages", len(recs))
+		}
+		if !sleepCtx(ctx, wait) {
+			return resp, err
+		}
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return resp, err
+		}
+		resp, err = p.invoke(ctx, recs, attempt)
+		<-r.slots
+	}
 }
 
 // splitPartial reads a partial batch response: the messages it names
@@ -422,14 +501,14 @@ func (p *sqsPoller) heartbeat(ctx context.Context, recs []event.Record) func() {
 }
 
 // invoke sends recs to the function once.
-func (p *sqsPoller) invoke(ctx context.Context, recs []event.Record) (*Response, error) {
+func (p *sqsPoller) invoke(ctx context.Context, recs []event.Record, attempt int) (*Response, error) {
 	r := p.r
 	cfg := &r.cfg
 	req := &Request{
 		Payload:   event.AppendEvent(make([]byte, 0, event.EventSize(recs)), recs),
 		RequestID: uuid.NewString(),
 		Mapping:   cfg.Name,
-		Attempt:   1,
+		Attempt:   attempt,
 	}
 	ictx := ctx
 	if cfg.InvokeTimeout > 0 {

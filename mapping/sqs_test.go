@@ -143,7 +143,6 @@ func TestSQSFailedBatchReturns(t *testing.T) {
 		failure func(st *SQSStats) int64
 	}{
 		{name: "function error", err: &FunctionError{Kind: "Unhandled"}, back: 30 * time.Second, failure: func(st *SQSStats) int64 { return st.FunctionErrors.Load() }},
-		{name: "throttle", err: &ThrottleError{StatusCode: 429}, back: 30 * time.Second, failure: func(st *SQSStats) int64 { return st.Throttles.Load() }},
 		{name: "invoke error", err: errors.New("connection refused"), back: 30 * time.Second, failure: func(st *SQSStats) int64 { return st.InvokeErrors.Load() }},
 		{name: "visibilityOnError 0", vis: &zero, err: &FunctionError{Kind: "Unhandled"}, back: 0, failure: func(st *SQSStats) int64 { return st.FunctionErrors.Load() }},
 	}
@@ -469,6 +468,11 @@ func TestSQSScalesDownOnThrottles(t *testing.T) {
 			t.Fatalf("concurrency %d, want the floor 2", c)
 		}
 		drain(t, r, done)
+		// Every invocation was throttled, and counted once, retried or
+		// given back.
+		if n, th := len(f.snapshot()), r.SQSStats().Throttles.Load(); th != int64(n) {
+			t.Fatalf("%d throttles counted for %d throttled invocations", th, n)
+		}
 	})
 }
 
@@ -627,4 +631,74 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A throttled batch is invoked again, as by Lambda, while its messages stay
+// invisible: after the throttle's RetryAfter, or a backoff, for as long as
+// the next invocation can end before the visibility timeout. Then it
+// returns to the queue.
+func TestSQSThrottleRetried(t *testing.T) {
+	cases := []struct {
+		name       string
+		throttles  int           // invocations throttled before one succeeds (on any receive)
+		retryAfter time.Duration // of each throttle
+		timeout    time.Duration // the function's
+		// what the function sees: when each invocation began, with its
+		// messages' receive count and attempt
+		want []string
+	}{
+		{name: "once, retry after 1s", throttles: 1, retryAfter: time.Second,
+			want: []string{"0s r1 a1", "1s r1 a2"}},
+		{name: "twice, retry after 500ms", throttles: 2, retryAfter: 500 * time.Millisecond,
+			want: []string{"0s r1 a1", "500ms r1 a2", "1s r1 a3"}},
+		// Without RetryAfter, a backoff from RetryInitial (100 ms, with
+		// jitter): the time is checked to be under a second.
+		{name: "once, backoff", throttles: 1,
+			want: []string{"0s r1 a1", "<1s r1 a2"}},
+		// 0, 8, 16 s; another at 24 s could run past 30 s with a 10 s
+		// timeout: the batch returns, and comes back at 30 s.
+		{name: "until the visibility timeout", throttles: 3, retryAfter: 8 * time.Second, timeout: 10 * time.Second,
+			want: []string{"0s r1 a1", "8s r1 a2", "16s r1 a3", "30s r2 a1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newFakeQueue(false, 30*time.Second)
+				q.send("", bodiesN("t", 10)...)
+				start := time.Now()
+				var mu sync.Mutex
+				var got []string
+				f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					at := time.Since(start).String()
+					if d := time.Since(start); d > 0 && d < time.Second && tc.retryAfter == 0 {
+						at = "<1s"
+					}
+					got = append(got, fmt.Sprintf("%s r%s", at, ms[0].Attributes["ApproximateReceiveCount"]))
+					if len(got) <= tc.throttles {
+						return nil, &ThrottleError{StatusCode: 429, RetryAfter: tc.retryAfter}
+					}
+					return okResponse(""), nil
+				})
+				r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxConcurrency: 2, InvokeTimeout: tc.timeout}, q, f)
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				st := r.SQSStats()
+				mu.Lock()
+				calls := slices.Clone(got)
+				mu.Unlock()
+				for i := range calls {
+					calls[i] += fmt.Sprintf(" a%d", f.attempt(i))
+				}
+				if !slices.Equal(calls, tc.want) {
+					t.Errorf("invocations %v, want %v", calls, tc.want)
+				}
+				if q.remaining() != 0 || st.DeletedEvents.Load() != 10 || st.Throttles.Load() != int64(tc.throttles) {
+					t.Errorf("%d left, %d deleted, %d throttles; want 0, 10, %d", q.remaining(), st.DeletedEvents.Load(), st.Throttles.Load(), tc.throttles)
+				}
+				drain(t, r, done)
+			})
+		})
+	}
 }

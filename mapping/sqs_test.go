@@ -702,3 +702,80 @@ func TestSQSThrottleRetried(t *testing.T) {
 		})
 	}
 }
+
+// A poller that leaves the pool, or a draining one, invokes the messages it
+// received past its last payload cut; returned to the queue, they would
+// reach the function for the first time as received twice.
+func TestSQSLeavingPollerInvokesWhatItHolds(t *testing.T) {
+	for _, how := range []string{"pool shrinks", "drain"} {
+		t.Run(how, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newFakeQueue(false, 30*time.Second)
+				for i := range 40 {
+					q.send("", fmt.Sprintf("%02d", i)+strings.Repeat("x", 300))
+				}
+				var mu sync.Mutex
+				first := map[string]string{} // body: receive count at its first delivery
+				failed := map[string]bool{}
+				calls := 0
+				f := newFakeFunc(func(ms []events.SQSMessage) (*Response, error) {
+					// Slow enough that pollers hold messages past their cut
+					// when the pool shrinks or the drain begins.
+					time.Sleep(500 * time.Millisecond)
+					mu.Lock()
+					defer mu.Unlock()
+					calls++
+					for _, m := range ms {
+						if _, seen := first[m.Body]; !seen {
+							first[m.Body] = m.Attributes["ApproximateReceiveCount"]
+						}
+					}
+					if how == "pool shrinks" && calls <= 2 {
+						// Failures halve the pool: pollers leave, holding
+						// what their cut left over.
+						for _, m := range ms {
+							failed[m.Body] = true
+						}
+						return nil, &FunctionError{Kind: "Unhandled"}
+					}
+					return okResponse(""), nil
+				})
+				cfg := SQSConfig{BatchSize: 10, MaxPayload: 2000, InitialConcurrency: 4, MinConcurrency: 1}
+				r, done := startSQS(t, t.Context(), cfg, q, f)
+				if how == "drain" {
+					time.Sleep(100 * time.Millisecond)
+					drain(t, r, done)
+				} else {
+					time.Sleep(2 * time.Minute)
+					synctest.Wait()
+					drain(t, r, done)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				var wrong []string
+				for body, n := range first {
+					if n != "1" && !failed[body] {
+						wrong = append(wrong, body[:2]+"@"+n)
+					}
+				}
+				slices.Sort(wrong)
+				if len(wrong) > 0 {
+					t.Errorf("first delivered with a receive count above 1, never invoked before: %v", wrong)
+				}
+				if st := r.SQSStats(); how == "pool shrinks" && (q.remaining() != 0 || st.DeletedEvents.Load() != 40) {
+					t.Errorf("%d left, %d deleted; want 0, 40", q.remaining(), st.DeletedEvents.Load())
+				}
+				if how == "drain" {
+					// The four pollers received all 40 at once; a drain
+					// invokes what each holds, and returns none of it.
+					q.mu.Lock()
+					released := len(q.setVis)
+					q.mu.Unlock()
+					if st := r.SQSStats(); released != 0 || st.DeletedEvents.Load() != 40 || len(first) != 40 {
+						t.Errorf("drain: %d visibility changes, %d deleted, %d invoked; want 0, 40, 40", released, st.DeletedEvents.Load(), len(first))
+					}
+				}
+			})
+		})
+	}
+}

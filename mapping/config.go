@@ -29,6 +29,11 @@ type Config struct {
 	ParallelizationFactor int
 	// MaxRecordAge is MaximumRecordAgeInSeconds; negative means infinite.
 	MaxRecordAge time.Duration
+	// Retention is how long the stream keeps records; 0 when unknown.
+	// Lambda retries a failing batch at most until its records leave the
+	// stream, whatever MaxRecordAge says, and then discards them as too
+	// old: a day on DynamoDB Streams, the stream's retention on Kinesis.
+	Retention time.Duration
 	// MaxRetryAttempts is MaximumRetryAttempts; negative means infinite.
 	MaxRetryAttempts        int
 	BisectOnError           bool

@@ -351,9 +351,14 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 	return resolved, false
 }
 
-// expired counts the leading records of recs older than MaximumRecordAge.
+// expired counts the leading records of recs older than MaximumRecordAge,
+// or than the stream's retention: records that have left the stream.
 func (l *lane) expired(recs []event.Record) int {
-	age := l.w.r.cfg.MaxRecordAge
+	cfg := &l.w.r.cfg
+	age := cfg.MaxRecordAge
+	if cfg.Retention > 0 && (age < 0 || cfg.Retention < age) {
+		age = cfg.Retention
+	}
 	if age < 0 {
 		return 0
 	}

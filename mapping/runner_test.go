@@ -398,6 +398,47 @@ func TestRecordAgeEndsRetriesOfFailingBatch(t *testing.T) {
 	}
 }
 
+// With no maximum age and no retry limit, Lambda retries a failing batch
+// until its records leave the stream, then discards them as too old.
+func TestRetentionEndsRetries(t *testing.T) {
+	cases := []struct {
+		name      string
+		maxAge    time.Duration
+		retention time.Duration
+		arrived   time.Duration // ago
+		discarded bool
+	}{
+		{"past the retention", -1, 24 * time.Hour, 24*time.Hour - 300*time.Millisecond, true},
+		{"within a longer retention", -1, 7 * 24 * time.Hour, 24*time.Hour - 300*time.Millisecond, false},
+		{"retention unknown", -1, 0, 24*time.Hour - 300*time.Millisecond, false},
+		{"maximum age first", time.Hour, 24 * time.Hour, time.Hour - 300*time.Millisecond, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := fakes.NewStream(1)
+			s.PutAt("shard-0", "k", []byte("a"), time.Now().Add(-tc.arrived))
+			fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+				return nil, &mapping.FunctionError{Kind: "Unhandled"}
+			}}
+			cfg := baseConfig()
+			cfg.MaxRecordAge, cfg.MaxRetryAttempts, cfg.Retention = tc.maxAge, -1, tc.retention
+			h := start(t, cfg, s, fn, nil)
+			if tc.discarded {
+				eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
+				if f := h.dest.Got()[0]; f.Condition != event.RecordAgeExceeded || f.ApproximateInvokeCount < 1 {
+					t.Fatalf("failure = %+v", f)
+				}
+			} else {
+				time.Sleep(time.Second)
+				if got := h.dest.Got(); len(got) != 0 || len(fn.Invocations()) < 2 {
+					t.Fatalf("%d failure records after %d invocations; want none, and retries", len(got), len(fn.Invocations()))
+				}
+			}
+			h.stop()
+		})
+	}
+}
+
 func TestThrottlesAndInvokeErrorsDoNotCountAttempts(t *testing.T) {
 	s := fakes.NewStream(1)
 	s.Put("shard-0", "k", []byte("a"))

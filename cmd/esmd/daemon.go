@@ -367,7 +367,9 @@ func (d *daemonState) start(s config.Settings) error {
 		if d.hist != nil {
 			deps.Observer = d.hist.For(s.Name, s.UUID, string(kind))
 		}
-		r, err := mapping.NewRunner(engineConfig(s, kind, cfg), deps)
+		mc := engineConfig(s, kind, cfg)
+		mc.Retention = retention(d.ctx, src, mlog)
+		r, err := mapping.NewRunner(mc, deps)
 		if err != nil {
 			return err
 		}
@@ -473,4 +475,26 @@ func (d *daemonState) snapshot() []*active {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].settings.Name < out[j].settings.Name })
 	return out
+}
+
+// retention asks a stream source how long its stream keeps records, so that
+// the engine gives up a failing batch once its records have left the
+// stream, as Lambda does. It is 0, with a warning, when the source cannot
+// say.
+func retention(ctx context.Context, src mapping.Source, log *slog.Logger) time.Duration {
+	rs, ok := src.(interface {
+		Retention(context.Context) (time.Duration, error)
+	})
+	if !ok {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d, err := rs.Retention(ctx)
+	if err != nil {
+		log.Warn("could not read the stream's retention period; a failing batch is retried until "+
+			"MaximumRecordAgeInSeconds or MaximumRetryAttempts ends it", "err", err)
+		return 0
+	}
+	return d
 }

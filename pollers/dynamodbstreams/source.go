@@ -131,6 +131,14 @@ func regionOf(arn string) string {
 	return parts[3]
 }
 
+// Retention is how long DynamoDB Streams keeps a stream's records: 24
+// hours, for every stream.
+const Retention = 24 * time.Hour
+
+// Retention returns the stream's retention, the engine's bound on retrying
+// a failing batch: Lambda discards records once they leave the stream.
+func (s *Source) Retention(context.Context) (time.Duration, error) { return Retention, nil }
+
 // Shards lists every shard the stream still holds, following
 // LastEvaluatedShardId across pages. A shard's parent is listed in Parents
 // only while the stream still holds it: a parent past retention has nothing

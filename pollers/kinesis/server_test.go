@@ -399,6 +399,39 @@ func TestDeletedStreamIsGone(t *testing.T) {
 	}
 }
 
+// TestRetention reads the stream's retention period, the engine's bound on
+// retrying a failing batch, before and after it is raised.
+func TestRetention(t *testing.T) {
+	for _, srv := range kinesisServers {
+		t.Run(srv.name, func(t *testing.T) {
+			ep := srv.start(t)
+			c := servers.KinesisClient(ep)
+			name := servers.UniqueName("retention")
+			arn := servers.CreateStream(t, ep, name, 1)
+			src := newSource(t, ep, arn, kinesis.Config{})
+			if d, err := src.Retention(t.Context()); err != nil || d != 24*time.Hour {
+				t.Fatalf("Retention of a new stream = %v, %v; want 24h", d, err)
+			}
+			if _, err := c.IncreaseStreamRetentionPeriod(t.Context(), &sdk.IncreaseStreamRetentionPeriodInput{
+				StreamName: aws.String(name), RetentionPeriodHours: aws.Int32(168)}); err != nil {
+				t.Fatal(err)
+			}
+			// The servers apply the change at once or within moments.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				d, err := src.Retention(t.Context())
+				if err == nil && d == 168*time.Hour {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("Retention after raising it to 168 h = %v, %v", d, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
 // TestEnhancedFanOut reads through SubscribeToShard on kinesis-mock, by way
 // of the initial-response shim.
 func TestEnhancedFanOut(t *testing.T) {

@@ -206,6 +206,31 @@ func parseConsumerARN(arn string) (streamARN, consumer string, err error) {
 	return stream, consumer, nil
 }
 
+// describer is the part of *kinesis.Client that Retention uses; an API
+// without it gives no retention.
+type describer interface {
+	DescribeStreamSummary(ctx context.Context, in *kinesis.DescribeStreamSummaryInput, optFns ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error)
+}
+
+// Retention returns how long the stream keeps records (its
+// RetentionPeriodHours), the engine's bound on retrying a failing batch:
+// Lambda discards records once they leave the stream. It makes one
+// DescribeStreamSummary call.
+func (s *Source) Retention(ctx context.Context) (time.Duration, error) {
+	d, ok := s.api.(describer)
+	if !ok {
+		return 0, fmt.Errorf("kinesis %s: describe stream summary: the client cannot", s.stream)
+	}
+	out, err := d.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.stream)}, sdkRetries)
+	if err != nil {
+		return 0, fmt.Errorf("kinesis %s: describe stream summary: %w", s.stream, err)
+	}
+	if out.StreamDescriptionSummary == nil || out.StreamDescriptionSummary.RetentionPeriodHours == nil {
+		return 0, fmt.Errorf("kinesis %s: describe stream summary: no retention period in the answer", s.stream)
+	}
+	return time.Duration(*out.StreamDescriptionSummary.RetentionPeriodHours) * time.Hour, nil
+}
+
 // Shards lists every shard of the stream, open and closed, with the parents
 // of each. It pages through ListShards and retries throttles with backoff
 // until ctx ends. A deleted stream gives an error wrapping

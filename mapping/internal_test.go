@@ -121,3 +121,30 @@ func FuzzFirstFailed(f *testing.F) {
 		}
 	})
 }
+
+// While the lane holding the checkpoint back retries a failed batch, the
+// other lanes may run up to most records ahead instead of limit.
+func TestTrackerLeadPastFailure(t *testing.T) {
+	tr := newTracker(2)
+	// Record 0 on lane 0, records 1..9 on lane 1.
+	tr.add([]string{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}, []int{0, 1, 1, 1, 1, 1, 1, 1, 1, 1})
+	ahead := func(n int) { tr.resolve(1, n) } // lane 1 finishes n more
+	steps := []struct {
+		do   func()
+		want bool // lane 1 may take its next batch
+	}{
+		{func() {}, true},                    // lane 1's next is 1 ahead of the checkpoint (none): under the limit 2
+		{func() { ahead(1) }, false},         // 2 ahead, lane 0 healthy: at the limit
+		{func() { tr.fail(0) }, true},        // lane 0 fails: up to most, 6
+		{func() { ahead(3) }, true},          // 5 ahead: lane 1's progress leaves lane 0 failing
+		{func() { ahead(1) }, false},         // 6 ahead: at most
+		{func() { tr.resolve(0, 0) }, false}, // lane 0 resolves: healthy, so the limit again
+		{func() { tr.resolve(0, 1) }, true},  // lane 0 done: the checkpoint is 5, lane 1's next 0 ahead
+	}
+	for i, st := range steps {
+		st.do()
+		if ok, _ := tr.lead(1, 2, 6, false); ok != st.want {
+			t.Fatalf("step %d: lead = %v, want %v", i, ok, st.want)
+		}
+	}
+}

@@ -426,6 +426,8 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 // wait backs off before a retry: at least min, and at least the lane's
 // exponential backoff. It returns false when the mapping stops meanwhile.
 func (l *lane) wait(ctx context.Context, min time.Duration) bool {
+	// The other lanes need not wait for this one's checkpoint meanwhile.
+	l.w.tr.fail(l.idx)
 	d := l.bo.NextBackOff()
 	if min > d {
 		d = min

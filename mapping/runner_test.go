@@ -439,6 +439,43 @@ func TestRetentionEndsRetries(t *testing.T) {
 	}
 }
 
+// With ParallelizationFactor > 1 a failing batch stops only its partition
+// keys: the other lanes go on while it is retried, and the checkpoint
+// stays before it.
+func TestFailingKeyStopsOnlyItsLane(t *testing.T) {
+	poison, other := "key0", ""
+	for i := 1; other == ""; i++ {
+		if k := fmt.Sprintf("key%d", i); mapping.LaneFor(k, 2) != mapping.LaneFor(poison, 2) {
+			other = k
+		}
+	}
+	s := fakes.NewStream(1)
+	poisonSeq := s.Put("shard-0", poison, []byte("poison"))
+	const n = 50
+	for i := 0; i < n; i++ {
+		s.Put("shard-0", other, []byte(fmt.Sprintf("o%d", i)))
+	}
+	var ok atomic.Int32
+	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+		for _, r := range recs {
+			if r.Data == "poison" {
+				return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+			}
+		}
+		ok.Add(int32(len(recs)))
+		return &mapping.Response{StatusCode: 200}, nil
+	}}
+	cfg := baseConfig()
+	cfg.BatchSize, cfg.ParallelizationFactor, cfg.MaxRetryAttempts = 1, 2, -1
+	h := start(t, cfg, s, fn, nil)
+	eventually(t, "the other key's records", func() bool { return ok.Load() == n })
+	// The failing record is the shard's first: nothing may be checkpointed.
+	if p, _ := h.cps.Load(t.Context(), cfg.Name, "shard-0"); p.Seq != "" {
+		t.Errorf("checkpoint %q passed the failing record %q", p.Seq, poisonSeq)
+	}
+	h.stop()
+}
+
 func TestThrottlesAndInvokeErrorsDoNotCountAttempts(t *testing.T) {
 	s := fakes.NewStream(1)
 	s.Put("shard-0", "k", []byte("a"))

@@ -90,20 +90,34 @@ func (w *worker) batchDone(ctx context.Context) {
 	w.wakeSaver()
 }
 
+// maxLead is how far past the checkpoint lanes may run while the lane
+// holding it back retries a failed batch (see waitLead).
+const maxLead = 10_000
+
 // waitLead holds a lane back while it is too far ahead of the shard's
 // checkpoint. Lanes that run ahead of a slower one would be re-delivered
 // after a crash, since the checkpoint only covers the contiguous prefix; the
 // limit of BatchSize x ParallelizationFactor records bounds those duplicates
-// without slowing lanes that keep pace. A lane held back by a checkpoint
-// that is resolved but not yet saved saves it itself, once, rather than
-// wait for the saver. It returns false on hard stop, and when another lane
-// of the shard stopped early.
+// without slowing lanes that keep pace.
+//
+// A failing batch stops only its partition keys, though (Lambda's rule for
+// ParallelizationFactor > 1): while the lane holding the checkpoint back
+// retries a failed batch, the other lanes go on, up to maxLead records past
+// the checkpoint (or 10 batches a lane, if more). That bound is esmd's: it
+// keeps the memory of what the checkpoint has not passed, and the records a
+// crash would deliver again, finite while a poison record is retried for up
+// to a day.
+//
+// A lane held back by a checkpoint that is resolved but not yet saved saves
+// it itself, once, rather than wait for the saver. It returns false on hard
+// stop, and when another lane of the shard stopped early.
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
 	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
+	most := max(maxLead, 10*limit)
 	fromSaved := w.r.cfg.CheckpointInterval <= 0
 	tried := false
 	for {
-		ok, moved := w.tr.lead(lane, limit, fromSaved)
+		ok, moved := w.tr.lead(lane, limit, most, fromSaved)
 		if ok {
 			return true
 		}

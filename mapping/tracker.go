@@ -21,7 +21,10 @@ type tracker struct {
 	off   int        // entries of seqs already checkpointed
 	seqs  []string   // sequence numbers of indexes base..next-1, from off
 	lanes []idxQueue // pending indexes per lane
-	done  int64      // every index <= done is resolved; -1 for none
+	// failing marks the lanes waiting to retry a failed batch, until they
+	// resolve records again.
+	failing []bool
+	done    int64 // every index <= done is resolved; -1 for none
 	// doneSeq is the sequence number of index done, or "" when nothing
 	// new was resolved since the tracker started.
 	doneSeq string
@@ -53,7 +56,7 @@ func (q *idxQueue) pop(n int) {
 }
 
 func newTracker(lanes int) *tracker {
-	return &tracker{lanes: make([]idxQueue, lanes), done: -1, saved: -1, moved: make(chan struct{})}
+	return &tracker{lanes: make([]idxQueue, lanes), failing: make([]bool, lanes), done: -1, saved: -1, moved: make(chan struct{})}
 }
 
 // add registers records in shard order; lane[i] is the lane of the record
@@ -74,6 +77,7 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lanes[lane].pop(n)
+	t.failing[lane] = false
 	low := t.next
 	for i := range t.lanes {
 		if t.lanes[i].len() > 0 && t.lanes[i].front() < low {
@@ -104,12 +108,14 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 }
 
 // lead reports whether lane's next record is less than limit records past
-// the checkpoint (the saved one when fromSaved); when it is not, the channel
-// is closed once the checkpoint moves. Measured from the resolved
-// checkpoint, the lane that holds it back always has lead 0, so waiting
-// cannot deadlock; measured from the saved one, lanes wait while saves fail,
-// and go on once the saver succeeds again.
-func (t *tracker) lead(lane int, limit int64, fromSaved bool) (bool, <-chan struct{}) {
+// the checkpoint (the saved one when fromSaved), or less than most while
+// the lane holding the checkpoint back retries a failed batch; when it is
+// not, the channel is closed once the checkpoint moves or a lane starts
+// failing. Measured from the resolved checkpoint, the lane that holds it
+// back always has lead 0, so waiting cannot deadlock; measured from the
+// saved one, lanes wait while saves fail, and go on once the saver succeeds
+// again.
+func (t *tracker) lead(lane int, limit, most int64, fromSaved bool) (bool, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	q := &t.lanes[lane]
@@ -117,10 +123,39 @@ func (t *tracker) lead(lane int, limit int64, fromSaved bool) (bool, <-chan stru
 	if fromSaved {
 		base = t.saved
 	}
-	if q.len() == 0 || q.front()-(base+1) < limit {
+	if q.len() == 0 {
+		return true, nil
+	}
+	ahead := q.front() - (base + 1)
+	if ahead < limit || (ahead < most && t.heldByFailure()) {
 		return true, nil
 	}
 	return false, t.moved
+}
+
+// heldByFailure reports whether the lane with the lowest pending record,
+// the one holding the checkpoint back, waits to retry a failed batch.
+func (t *tracker) heldByFailure() bool {
+	low, at := t.next, -1
+	for i := range t.lanes {
+		if t.lanes[i].len() > 0 && t.lanes[i].front() < low {
+			low, at = t.lanes[i].front(), i
+		}
+	}
+	return at >= 0 && t.failing[at]
+}
+
+// fail marks lane as waiting to retry a failed batch until it resolves
+// records again, and wakes the lanes waiting in lead: they may now run
+// further ahead.
+func (t *tracker) fail(lane int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.failing[lane] {
+		t.failing[lane] = true
+		close(t.moved)
+		t.moved = make(chan struct{})
+	}
 }
 
 // checkpoint returns the index and sequence number of the resolved

@@ -1,0 +1,4 @@
+package mapping
+
+// LaneFor is laneFor, for the tests of package mapping_test.
+var LaneFor = laneFor

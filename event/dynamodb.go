@@ -14,6 +14,10 @@ type DynamoDBRecord struct {
 	EventID string
 	// EventName is INSERT, MODIFY or REMOVE.
 	EventName string
+	// EventVersion is the stream record's eventVersion, which Lambda passes
+	// on ("1.1" from DynamoDB Streams today); "1.0", the version of
+	// Lambda's documented event, when empty.
+	EventVersion string
 	// AwsRegion overrides the encoder's region when it is set.
 	AwsRegion string
 	// ApproximateCreationDateTime is when the change was written to the
@@ -44,7 +48,7 @@ type UserIdentity struct {
 // Lambda's DynamoDB event. One encoder serves one mapping; it is safe for
 // concurrent use.
 type DynamoDBEncoder struct {
-	head   []byte // between eventName and the region's value
+	head   []byte // between eventVersion and the region's value
 	region []byte // the quoted default region
 	tail   []byte // from the end of "dynamodb":{...} to the end, without userIdentity
 }
@@ -53,7 +57,7 @@ type DynamoDBEncoder struct {
 // in region.
 func NewDynamoDBEncoder(region, streamARN string) *DynamoDBEncoder {
 	e := &DynamoDBEncoder{}
-	e.head = append(e.head, `,"eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":`...)
+	e.head = append(e.head, `,"eventSource":"aws:dynamodb","awsRegion":`...)
 	e.region = appendString(e.region, region)
 	e.tail = append(e.tail, `},"eventSourceARN":`...)
 	e.tail = appendString(e.tail, streamARN)
@@ -66,7 +70,7 @@ func NewDynamoDBEncoder(region, streamARN string) *DynamoDBEncoder {
 // member names sorted), so that changes to one item always go to the same
 // lane; Seq and ID are the sequence number and Arrival is the creation time.
 func (e *DynamoDBEncoder) Encode(r DynamoDBRecord) Record {
-	n := 320 + len(r.EventID) + len(r.EventName) + len(r.AwsRegion) + len(e.region) + len(e.tail) +
+	n := 320 + len(r.EventID) + len(r.EventName) + len(r.EventVersion) + len(r.AwsRegion) + len(e.region) + len(e.tail) +
 		len(r.Keys) + len(r.NewImage) + len(r.OldImage) + len(r.SequenceNumber) + len(r.StreamViewType)
 	if r.UserIdentity != nil {
 		n += 48 + len(r.UserIdentity.Type) + len(r.UserIdentity.PrincipalID)
@@ -76,6 +80,12 @@ func (e *DynamoDBEncoder) Encode(r DynamoDBRecord) Record {
 	b = appendString(b, r.EventID)
 	b = append(b, `,"eventName":`...)
 	b = appendString(b, r.EventName)
+	b = append(b, `,"eventVersion":`...)
+	if r.EventVersion != "" {
+		b = appendString(b, r.EventVersion)
+	} else {
+		b = append(b, `"1.0"`...)
+	}
 	b = append(b, e.head...)
 	if r.AwsRegion != "" {
 		b = appendString(b, r.AwsRegion)

@@ -26,7 +26,7 @@ func TestDynamoDBEncodeExactShape(t *testing.T) {
 		StreamViewType:              "NEW_AND_OLD_IMAGES",
 		UserIdentity:                &UserIdentity{Type: "Service", PrincipalID: "dynamodb.amazonaws.com"},
 	})
-	want := `{"eventID":"c4ca4238a0b923820dcc509a6f75849b","eventName":"REMOVE","eventVersion":"1.1",` +
+	want := `{"eventID":"c4ca4238a0b923820dcc509a6f75849b","eventName":"REMOVE","eventVersion":"1.0",` +
 		`"eventSource":"aws:dynamodb","awsRegion":"us-east-1","dynamodb":{"ApproximateCreationDateTime":1479499740,` +
 		`"Keys":{"Id":{"N":"101"}},"OldImage":{"Id":{"N":"101"},"Message":{"S":"gone"}},` +
 		`"SequenceNumber":"4421584500000000017450439091","SizeBytes":38,"StreamViewType":"NEW_AND_OLD_IMAGES"},` +
@@ -148,7 +148,7 @@ func TestDynamoDBEncodeRoundTrip(t *testing.T) {
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			got := ev.Records[i]
-			if got.EventID != "id-"+c.name || got.EventName != c.eventName || got.EventVersion != "1.1" ||
+			if got.EventID != "id-"+c.name || got.EventName != c.eventName || got.EventVersion != "1.0" ||
 				got.EventSource != "aws:dynamodb" || got.AWSRegion != c.wantRegionOut || got.EventSourceArn != testDDBStreamARN {
 				t.Errorf("header fields: %+v", got)
 			}
@@ -320,4 +320,18 @@ func BenchmarkEncode(b *testing.B) {
 		n += len(e.Encode(r).JSON)
 	}
 	b.SetBytes(int64(n / max(b.N, 1)))
+}
+
+// The stream record's eventVersion is passed on, as by Lambda (DynamoDB
+// Streams writes "1.1" today); without one, the event has "1.0", the version
+// of Lambda's documented DynamoDB event.
+func TestDynamoDBEventVersion(t *testing.T) {
+	e := NewDynamoDBEncoder("us-east-1", testDDBStreamARN)
+	for _, tc := range []struct{ in, want string }{{"", "1.0"}, {"1.1", "1.1"}, {"1.0", "1.0"}} {
+		r := e.Encode(DynamoDBRecord{EventID: "1", EventName: "INSERT", EventVersion: tc.in, Keys: []byte(`{"Id":{"N":"1"}}`), SequenceNumber: "1"})
+		want := `{"eventID":"1","eventName":"INSERT","eventVersion":"` + tc.want + `","eventSource":"aws:dynamodb",`
+		if !strings.HasPrefix(string(r.JSON), want) {
+			t.Errorf("eventVersion %q: %s, want it to begin %s", tc.in, r.JSON, want)
+		}
+	}
 }

@@ -288,6 +288,7 @@ func (r *reader) encode(recs []types.Record) []event.Record {
 		dr := event.DynamoDBRecord{
 			EventID:                     aws.ToString(rec.EventID),
 			EventName:                   string(rec.EventName),
+			EventVersion:                aws.ToString(rec.EventVersion),
 			AwsRegion:                   aws.ToString(rec.AwsRegion),
 			ApproximateCreationDateTime: aws.ToTime(d.ApproximateCreationDateTime),
 			Keys:                        nonEmpty(b[:k]),

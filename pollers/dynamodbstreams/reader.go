@@ -272,6 +272,7 @@ func (r *reader) encode(recs []types.Record) []event.Record {
 		return nil
 	}
 	out := make([]event.Record, 0, len(recs))
+	hash := r.src.partitionKey()
 	for i := range recs {
 		rec := &recs[i]
 		d := rec.Dynamodb
@@ -301,7 +302,20 @@ func (r *reader) encode(recs []types.Record) []event.Record {
 		if u := rec.UserIdentity; u != nil {
 			dr.UserIdentity = &event.UserIdentity{Type: aws.ToString(u.Type), PrincipalID: aws.ToString(u.PrincipalId)}
 		}
-		out = append(out, r.src.enc.Encode(dr))
+		er := r.src.enc.Encode(dr)
+		// Lambda keeps order per partition key: the lane is chosen by the
+		// partition key alone, so that all the items of one partition key
+		// (whatever their sort keys) keep their order. Without the key
+		// schema, by the item's whole key.
+		if v, ok := d.Keys[hash]; ok && hash != "" {
+			b := append(r.scratch[:0], '{')
+			b = event.AppendJSONString(b, hash)
+			b = append(b, ':')
+			b = append(appendAttribute(b, v), '}')
+			r.scratch = b
+			er.Key = string(b)
+		}
+		out = append(out, er)
 	}
 	return out
 }

@@ -76,6 +76,17 @@ type Source struct {
 	mu             sync.Mutex
 	ended          map[string]bool // shards read to their end by this Source's readers
 	disabledLogged bool
+	// hashKey is the table's partition key attribute, from the stream's
+	// KeySchema; "" until Shards has read it.
+	hashKey string
+}
+
+// partitionKey returns the name of the table's partition key attribute, or
+// "" when it is not known yet.
+func (s *Source) partitionKey() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hashKey
 }
 
 var (
@@ -170,6 +181,13 @@ func (s *Source) Shards(ctx context.Context) ([]event.Shard, error) {
 			return nil, fmt.Errorf("dynamodb streams %s: describe stream: no stream description", s.arn)
 		}
 		status = d.StreamStatus
+		for _, k := range d.KeySchema {
+			if k.KeyType == types.KeyTypeHash && aws.ToString(k.AttributeName) != "" {
+				s.mu.Lock()
+				s.hashKey = aws.ToString(k.AttributeName)
+				s.mu.Unlock()
+			}
+		}
 		for _, sh := range d.Shards {
 			id := aws.ToString(sh.ShardId)
 			if id == "" {

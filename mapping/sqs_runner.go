@@ -85,9 +85,11 @@ func (r *SQSRunner) Drain(ctx context.Context) error { return r.lifecycle.Drain(
 
 // Status returns a snapshot of the mapping in AWS's words: Enabled while
 // it polls, Disabling while it drains, Disabled once Run returned; Healthy
-// is false while receives fail and are retried.
+// is false while receives fail and are retried. The transition reason is
+// USER_INITIATED, as Lambda words it for SQS mappings (streams say "User
+// action").
 func (r *SQSRunner) Status() Status {
-	st := Status{State: "Creating", StateTransitionReason: "User action", LastProcessingResult: r.LastProcessingResult(),
+	st := Status{State: "Creating", StateTransitionReason: "USER_INITIATED", LastProcessingResult: r.LastProcessingResult(),
 		Healthy: r.receiveFailing.Load() == 0}
 	select {
 	case <-r.done:

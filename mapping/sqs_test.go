@@ -187,6 +187,10 @@ func TestSQSFailedBatchReturns(t *testing.T) {
 				if tc.back > 0 && r.LastProcessingResult() != "PROBLEM: Function call failed" {
 					t.Fatalf("LastProcessingResult %q", r.LastProcessingResult())
 				}
+				// Lambda's words for an SQS mapping.
+				if st := r.Status(); st.State != "Enabled" || st.StateTransitionReason != "USER_INITIATED" {
+					t.Fatalf("status %s, %q; want Enabled, USER_INITIATED", st.State, st.StateTransitionReason)
+				}
 				time.Sleep(tc.back + time.Second)
 				synctest.Wait()
 				mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -440,8 +441,9 @@ func TestRetentionEndsRetries(t *testing.T) {
 }
 
 // With ParallelizationFactor > 1 a failing batch stops only its partition
-// keys: the other lanes go on while it is retried, and the checkpoint
-// stays before it.
+// keys: the other lanes go on while it is retried, also when later polls
+// bring more records of the failing key (they wait for their lane), and the
+// checkpoint stays before the failing record.
 func TestFailingKeyStopsOnlyItsLane(t *testing.T) {
 	poison, other := "key0", ""
 	for i := 1; other == ""; i++ {
@@ -449,31 +451,72 @@ func TestFailingKeyStopsOnlyItsLane(t *testing.T) {
 			other = k
 		}
 	}
-	s := fakes.NewStream(1)
-	poisonSeq := s.Put("shard-0", poison, []byte("poison"))
-	const n = 50
-	for i := 0; i < n; i++ {
-		s.Put("shard-0", other, []byte(fmt.Sprintf("o%d", i)))
-	}
-	var ok atomic.Int32
-	fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
-		for _, r := range recs {
-			if r.Data == "poison" {
-				return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+	for _, tc := range []struct {
+		name    string
+		every   int // a record of the failing key every this many; 0: none after the first
+		recover int // the failing record succeeds at this attempt; 0: never
+	}{{"failing key once", 0, 0}, {"failing key recurs", 20, 0}, {"failing key recovers", 20, 4}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := fakes.NewStream(1)
+			s.ReadLimit = 10
+			poisonSeq := s.Put("shard-0", poison, []byte("poison"))
+			want := 0
+			for i := 1; i <= 200; i++ {
+				if tc.every > 0 && i%tc.every == 0 {
+					s.Put("shard-0", poison, []byte(fmt.Sprintf("p%d", i)))
+					continue
+				}
+				s.Put("shard-0", other, []byte(fmt.Sprintf("o%d", i)))
+				want++
 			}
-		}
-		ok.Add(int32(len(recs)))
-		return &mapping.Response{StatusCode: 200}, nil
-	}}
-	cfg := baseConfig()
-	cfg.BatchSize, cfg.ParallelizationFactor, cfg.MaxRetryAttempts = 1, 2, -1
-	h := start(t, cfg, s, fn, nil)
-	eventually(t, "the other key's records", func() bool { return ok.Load() == n })
-	// The failing record is the shard's first: nothing may be checkpointed.
-	if p, _ := h.cps.Load(t.Context(), cfg.Name, "shard-0"); p.Seq != "" {
-		t.Errorf("checkpoint %q passed the failing record %q", p.Seq, poisonSeq)
+			var ok, attempts atomic.Int32
+			var mu sync.Mutex
+			var failingKey []string // the failing key's records, as they succeed
+			fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+				for _, r := range recs {
+					if r.Data == "poison" && (tc.recover == 0 || attempts.Add(1) < int32(tc.recover)) {
+						return nil, &mapping.FunctionError{Kind: "Unhandled", StatusCode: 200}
+					}
+				}
+				for _, r := range recs {
+					if r.Key == other {
+						ok.Add(1)
+					} else {
+						mu.Lock()
+						failingKey = append(failingKey, r.Data)
+						mu.Unlock()
+					}
+				}
+				return &mapping.Response{StatusCode: 200}, nil
+			}}
+			cfg := baseConfig()
+			cfg.BatchSize, cfg.ParallelizationFactor, cfg.MaxRetryAttempts = 1, 2, -1
+			h := start(t, cfg, s, fn, nil)
+			eventually(t, "the other key's records", func() bool { return ok.Load() == int32(want) })
+			if tc.recover > 0 {
+				// Then the failing key's records, held back meanwhile,
+				// in order.
+				wantKey := []string{"poison"}
+				for i := tc.every; i <= 200; i += tc.every {
+					wantKey = append(wantKey, fmt.Sprintf("p%d", i))
+				}
+				eventually(t, "the failing key's records", func() bool { mu.Lock(); defer mu.Unlock(); return len(failingKey) == len(wantKey) })
+				mu.Lock()
+				if !slices.Equal(failingKey, wantKey) {
+					t.Errorf("the failing key's records came as %v, want %v", failingKey, wantKey)
+				}
+				mu.Unlock()
+				h.stop()
+				return
+			}
+			// The failing record is the shard's first: nothing may be
+			// checkpointed.
+			if p, _ := h.cps.Load(t.Context(), cfg.Name, "shard-0"); p.Seq != "" {
+				t.Errorf("checkpoint %q passed the failing record %q", p.Seq, poisonSeq)
+			}
+			h.stop()
+		})
 	}
-	h.stop()
 }
 
 func TestThrottlesAndInvokeErrorsDoNotCountAttempts(t *testing.T) {

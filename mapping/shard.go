@@ -30,6 +30,12 @@ type worker struct {
 	mu          sync.Mutex // guards saved and saveFailing
 	saved       string     // last sequence number saved
 	saveFailing bool
+
+	// backlog holds, per lane, the shares the reader has not handed over
+	// yet (see handOut); backlogged counts their records, up to most.
+	backlog    [][]share
+	backlogged int
+	most       int
 }
 
 // exit says why a worker stopped.
@@ -160,6 +166,8 @@ func (w *worker) run(ctx context.Context) exit {
 	}()
 
 	closed, err := w.read(ctx)
+	// What the reader routed reaches its lanes, unless they stop first.
+	w.handOut(ctx, true)
 	for _, l := range w.lanes {
 		close(l.in)
 	}
@@ -247,6 +255,11 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 				w.stats.reader.Store(&f)
 			}
 		}
+		// Shares held back for a lane that was retrying go to it now
+		// that it may have recovered, before the reader waits on a poll.
+		if w.backlogged > 0 && !w.handOut(ctx, false) {
+			break
+		}
 		res, err := reader.Read(rctx)
 		if err != nil {
 			if errors.Is(err, ErrShardClosed) {
@@ -327,10 +340,8 @@ func (w *worker) send(ctx context.Context, lane int, s share) bool {
 	}
 }
 
-// sendAll hands each lane its share of a poll, in whatever order the lanes
-// take them. A fixed order could deadlock: a lane held back by waitLead
-// would block the send to the lane that holds the checkpoint back. The
-// lanes hold copies of the records, which point at the poll's JSON bytes:
+// sendAll hands each lane its share of a poll (see handOut). The lanes
+// hold copies of the records, which point at the poll's JSON bytes:
 // release, when set, is called once every lane that got a share is done.
 func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, release func()) bool {
 	shares := 0
@@ -340,34 +351,88 @@ func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, release 
 		}
 	}
 	ref := newReadRef(release, shares)
-	var cases []reflect.SelectCase
+	if w.backlog == nil {
+		w.backlog = make([][]share, len(perLane))
+		limit := w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor
+		w.most = max(maxLead, 10*limit)
+	}
 	for i, recs := range perLane {
-		if len(recs) == 0 {
-			continue
-		}
-		s := share{recs: recs, ref: ref}
-		select {
-		case w.lanes[i].in <- s:
-		default:
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(w.lanes[i].in), Send: reflect.ValueOf(s)})
+		if len(recs) > 0 {
+			w.backlog[i] = append(w.backlog[i], share{recs: recs, ref: ref})
+			w.backlogged += len(recs)
 		}
 	}
-	if len(cases) == 0 {
-		return true
-	}
-	pending := len(cases)
-	cases = append(cases,
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.halted)},
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
-	for pending > 0 {
+	return w.handOut(ctx, false)
+}
+
+// handOut sends the lanes the shares waiting for them, in order per lane,
+// in whatever order the lanes come for them: a fixed order could deadlock,
+// as a lane held back by waitLead would block the send to the lane that
+// holds the checkpoint back. It returns once every lane has taken its
+// shares, except lanes retrying a failed batch (which come back for more
+// only once they are done): their shares may wait in the backlog, while it
+// holds fewer than w.most records, so that the reader goes on for the
+// other lanes. A failing batch stops only its partition keys. With all, it
+// returns only once every share is taken. It returns false on hard stop,
+// or when a lane stopped early.
+func (w *worker) handOut(ctx context.Context, all bool) bool {
+	var cases []reflect.SelectCase
+	var laneOf []int
+	for {
+		wait := false
+		for i := range w.backlog {
+			for len(w.backlog[i]) > 0 && w.trySend(i) {
+			}
+			if len(w.backlog[i]) > 0 && (all || w.backlogged >= w.most || !w.tr.isFailing(i)) {
+				wait = true
+			}
+		}
+		if !wait {
+			return true
+		}
+		cases, laneOf = cases[:0], laneOf[:0]
+		for i := range w.backlog {
+			if len(w.backlog[i]) > 0 {
+				cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(w.lanes[i].in), Send: reflect.ValueOf(w.backlog[i][0])})
+				laneOf = append(laneOf, i)
+			}
+		}
+		// changed is closed when a lane starts failing (or the checkpoint
+		// moves): the reader may then go on without that lane.
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.tr.changed())},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.halted)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
 		chosen, _, _ := reflect.Select(cases)
-		if chosen >= len(cases)-2 {
+		switch {
+		case chosen < len(laneOf):
+			w.sent(laneOf[chosen])
+		case chosen == len(laneOf):
+		default:
 			return false
 		}
-		cases[chosen].Chan = reflect.Value{} // sent: ignore this case from now on
-		pending--
 	}
-	return true
+}
+
+// trySend hands lane i its first waiting share if the lane is ready for it.
+func (w *worker) trySend(i int) bool {
+	select {
+	case w.lanes[i].in <- w.backlog[i][0]:
+		w.sent(i)
+		return true
+	default:
+		return false
+	}
+}
+
+// sent drops lane i's first waiting share, which the lane took.
+func (w *worker) sent(i int) {
+	w.backlogged -= len(w.backlog[i][0].recs)
+	w.backlog[i][0] = share{}
+	w.backlog[i] = w.backlog[i][1:]
+	if len(w.backlog[i]) == 0 {
+		w.backlog[i] = w.backlog[i][:0:0]
+	}
 }
 
 // laneFor maps a partition key to a lane with FNV-1a, so that one key always

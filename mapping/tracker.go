@@ -145,6 +145,21 @@ func (t *tracker) heldByFailure() bool {
 	return at >= 0 && t.failing[at]
 }
 
+// isFailing reports whether lane waits to retry a failed batch.
+func (t *tracker) isFailing(lane int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failing[lane]
+}
+
+// changed returns a channel closed when the checkpoint next moves or a lane
+// starts failing.
+func (t *tracker) changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.moved
+}
+
 // fail marks lane as waiting to retry a failed batch until it resolves
 // records again, and wakes the lanes waiting in lead: they may now run
 // further ahead.

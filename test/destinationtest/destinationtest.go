@@ -296,6 +296,7 @@ func DynamoDBFailure() *event.Failure {
 		MappingUUID:            "5f6e7d8c-1111-4222-8333-444455556666",
 		Records: []event.Record{enc.Encode(event.DynamoDBRecord{
 			EventID:                     "7de3041dd34a6c3c7b4a1f0e2d9c8b7a",
+			EventVersion:                "1.1", // as DynamoDB Streams writes it
 			EventName:                   "MODIFY",
 			ApproximateCreationDateTime: created,
 			Keys:                        []byte(`{"pk":{"S":"order-1"}}`),

@@ -56,9 +56,9 @@ func (p *sqsPoller) hasRetired() bool {
 func (p *sqsPoller) run(ctx, rctx context.Context) error {
 	r := p.r
 	p.bo = newBackoff(r.cfg.RetryInitial, r.cfg.RetryMax)
-	retired := false
 	defer func() {
-		if !retired {
+		// A retired poller took itself out of live when it retired.
+		if !p.hasRetired() {
 			r.live.Add(-1)
 		}
 		p.release(ctx)
@@ -77,8 +77,7 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 			p.flushCarry(ctx)
 			return nil
 		}
-		if r.retire() {
-			retired = true
+		if p.retireNow() {
 			p.flushCarry(ctx)
 			return nil
 		}
@@ -87,7 +86,6 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 			p.process(ctx, batch)
 		}
 		if p.hasRetired() {
-			retired = true
 			p.flushCarry(ctx)
 			return nil
 		}
@@ -114,17 +112,23 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 	}
 }
 
-// sleepCtx waits d; it returns false when ctx ends first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// sleepDrain waits d; it returns false when ctx ends or drain is closed
+// first.
+func sleepDrain(ctx context.Context, drain <-chan struct{}, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
+	case <-drain:
+		return false
 	case <-ctx.Done():
 		return false
 	}
 }
+
+// sleepCtx waits d; it returns false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool { return sleepDrain(ctx, nil, d) }
 
 // flushCarry invokes the messages a leaving poller holds past its last
 // batch's payload cut, without receiving more. Made visible again instead,
@@ -407,21 +411,23 @@ func (p *sqsPoller) retryThrottled(ctx context.Context, recs []event.Record, res
 		if te.RetryAfter > 0 {
 			wait = te.RetryAfter
 		}
-		if !time.Now().Add(wait + cfg.InvokeTimeout).Before(visibleAt) {
+		// A drain lets invocations finish but starts no retries, as
+		// for streams: the batch returns to the queue.
+		if !time.Now().Add(wait+cfg.InvokeTimeout).Before(visibleAt) || r.isDraining() {
 			return resp, err
 		}
 		if p.retireNow() {
 			return resp, err
 		}
-		// Counted here when retried; settle counts the last one.
-		r.stats.Throttles.Add(1)
-		r.failures.Add(1)
 		if attempt == 2 {
 			r.log.Warn("function throttled; retrying the batch while its messages stay invisible", "err", err, "messages", len(recs))
 		}
-		if !sleepCtx(ctx, wait) {
+		if !sleepDrain(ctx, r.drainC, wait) {
 			return resp, err
 		}
+		// Counted here when retried; settle counts the last one.
+		r.stats.Throttles.Add(1)
+		r.failures.Add(1)
 		select {
 		case r.slots <- struct{}{}:
 		case <-ctx.Done():

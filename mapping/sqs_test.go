@@ -783,3 +783,65 @@ func TestSQSLeavingPollerInvokesWhatItHolds(t *testing.T) {
 		})
 	}
 }
+
+// A drain starts no more throttle retries: the batch returns to the queue
+// and the drain ends at once, not at the visibility timeout.
+func TestSQSDrainEndsThrottleRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue(false, 10*time.Minute)
+		q.send("", bodiesN("d", 10)...)
+		f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
+			return nil, &ThrottleError{StatusCode: 429, RetryAfter: time.Second}
+		})
+		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxConcurrency: 2}, q, f)
+		time.Sleep(2500 * time.Millisecond)
+		began := time.Now()
+		drain(t, r, done)
+		if d := time.Since(began); d > time.Second {
+			t.Errorf("the drain took %s while the function throttled", d)
+		}
+		st := r.SQSStats()
+		if n := len(f.snapshot()); st.Throttles.Load() != int64(n) || st.ReturnedEvents.Load() != 10 || st.DeletedEvents.Load() != 0 {
+			t.Errorf("%d throttles for %d invocations, %d returned, %d deleted; want equal, 10, 0", st.Throttles.Load(), n, st.ReturnedEvents.Load(), st.DeletedEvents.Load())
+		}
+	})
+}
+
+// Every poller leaves the pool's count once, however it leaves: retiring
+// from a shrinking pool, or on drain, while what it held past its payload
+// cut is throttled.
+func TestSQSPollerCountAfterThrottlesAndCarry(t *testing.T) {
+	for _, how := range []string{"drain", "pool shrinks"} {
+		t.Run(how, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				q := newFakeQueue(false, 5*time.Minute)
+				for i := range 2000 {
+					q.send("", fmt.Sprintf("%04d", i)+strings.Repeat("x", 300))
+				}
+				start := time.Now()
+				f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
+					time.Sleep(400 * time.Millisecond)
+					switch since := time.Since(start); {
+					case since < 1300*time.Millisecond:
+						return nil, &FunctionError{Kind: "Unhandled"} // shrinks the pool
+					case since < 30*time.Second:
+						return nil, &ThrottleError{StatusCode: 429, RetryAfter: time.Second}
+					}
+					return okResponse(""), nil
+				})
+				cfg := SQSConfig{BatchSize: 10, MaxPayload: 3000, InitialConcurrency: 8, MinConcurrency: 1, MaxConcurrency: 8}
+				r, done := startSQS(t, t.Context(), cfg, q, f)
+				if how == "drain" {
+					time.Sleep(1050 * time.Millisecond)
+				} else {
+					time.Sleep(2 * time.Minute)
+					synctest.Wait()
+				}
+				drain(t, r, done)
+				if n := r.live.Load(); n != 0 {
+					t.Errorf("%d pollers counted live after Run returned, want 0", n)
+				}
+			})
+		})
+	}
+}

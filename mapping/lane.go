@@ -237,7 +237,7 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 	}
 	for len(work) > 0 {
 		s := &work[0]
-		if n := l.expired(s.recs); n > 0 {
+		if n := l.expired(s.recs, s.invokes > 0); n > 0 {
 			if !l.giveUp(ctx, s.recs[:n], event.RecordAgeExceeded, s) {
 				return resolved, true
 			}
@@ -352,11 +352,13 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 }
 
 // expired counts the leading records of recs older than MaximumRecordAge,
-// or than the stream's retention: records that have left the stream.
-func (l *lane) expired(recs []event.Record) int {
+// or, once they were invoked (retried), than the stream's retention: records
+// that have left the stream are not retried. Records read in time are
+// invoked at least once, however old they are by then.
+func (l *lane) expired(recs []event.Record, retried bool) int {
 	cfg := &l.w.r.cfg
 	age := cfg.MaxRecordAge
-	if cfg.Retention > 0 && (age < 0 || cfg.Retention < age) {
+	if retried && cfg.Retention > 0 && (age < 0 || cfg.Retention < age) {
 		age = cfg.Retention
 	}
 	if age < 0 {

@@ -413,6 +413,9 @@ func TestRetentionEndsRetries(t *testing.T) {
 		{"within a longer retention", -1, 7 * 24 * time.Hour, 24*time.Hour - 300*time.Millisecond, false},
 		{"retention unknown", -1, 0, 24*time.Hour - 300*time.Millisecond, false},
 		{"maximum age first", time.Hour, 24 * time.Hour, time.Hour - 300*time.Millisecond, true},
+		// Read within the retention but older when its turn comes: it is
+		// invoked (and given up only when a retry finds it gone).
+		{"past the retention before its first invocation", -1, 24 * time.Hour, 24*time.Hour + time.Second, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -426,8 +429,8 @@ func TestRetentionEndsRetries(t *testing.T) {
 			h := start(t, cfg, s, fn, nil)
 			if tc.discarded {
 				eventually(t, "failure record", func() bool { return len(h.dest.Got()) == 1 })
-				if f := h.dest.Got()[0]; f.Condition != event.RecordAgeExceeded || f.ApproximateInvokeCount < 1 {
-					t.Fatalf("failure = %+v", f)
+				if f := h.dest.Got()[0]; f.Condition != event.RecordAgeExceeded || f.ApproximateInvokeCount < 1 || len(fn.Invocations()) < 1 {
+					t.Fatalf("failure = %+v after %d invocations; want RecordAgeExceeded after at least one", f, len(fn.Invocations()))
 				}
 			} else {
 				time.Sleep(time.Second)

@@ -20,11 +20,13 @@ type fakeQueue struct {
 	mu         sync.Mutex
 	fifo       bool
 	visibility time.Duration
-	enc        *event.SQSEncoder
-	msgs       []*fakeMsg // in send order
-	seq        int
-	wake       chan struct{}
-	gone       bool
+	// visibilityErr, when set, is what VisibilityTimeout returns.
+	visibilityErr error
+	enc           *event.SQSEncoder
+	msgs          []*fakeMsg // in send order
+	seq           int
+	wake          chan struct{}
+	gone          bool
 	// leaky hands out messages of a FIFO group that is in flight, as a
 	// server with racing receives may.
 	leaky bool
@@ -187,6 +189,9 @@ func (q *fakeQueue) SetVisibility(ctx context.Context, recs []event.Record, time
 }
 
 func (q *fakeQueue) VisibilityTimeout(ctx context.Context) (time.Duration, error) {
+	if q.visibilityErr != nil {
+		return 0, q.visibilityErr
+	}
 	return q.visibility, nil
 }
 

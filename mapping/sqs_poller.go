@@ -401,7 +401,7 @@ func (p *sqsPoller) retryThrottled(ctx context.Context, recs []event.Record, res
 	var bo *backoff.ExponentialBackOff
 	for attempt := 2; ; attempt++ {
 		var te *ThrottleError
-		if !errors.As(err, &te) || ctx.Err() != nil {
+		if !errors.As(err, &te) || ctx.Err() != nil || r.visibilityGuessed {
 			return resp, err
 		}
 		if bo == nil {

@@ -43,9 +43,12 @@ type SQSRunner struct {
 	// pollers may run one per message group).
 	slots  chan struct{}
 	groups groupLocks
-	// visibility is the queue's visibility timeout, read once at start when
-	// the heartbeat is on.
+	// visibility is the queue's visibility timeout, read once at start.
 	visibility time.Duration
+	// visibilityGuessed is set when the queue's visibility timeout could
+	// not be read and visibility is SQS's default: throttled batches are
+	// then not retried, as their messages might already be visible again.
+	visibilityGuessed bool
 }
 
 // NewSQSRunner checks cfg and deps and returns an SQSRunner; it starts
@@ -125,7 +128,9 @@ func (r *SQSRunner) Run(ctx context.Context) error {
 	case r.cfg.Heartbeat:
 		return fmt.Errorf("mapping %s: read visibility timeout: %w", r.cfg.Name, err)
 	default:
-		r.visibility = 30 * time.Second
+		r.visibility, r.visibilityGuessed = 30*time.Second, true
+		r.log.Warn("could not read the queue's visibility timeout; throttled batches return to the queue at once "+
+			"rather than being retried (grant sqs:GetQueueAttributes)", "err", err)
 	}
 	if t := r.cfg.InvokeTimeout; err == nil && t > vt && !r.cfg.Heartbeat {
 		// Lambda refuses such a mapping; esmd runs it, and says so.

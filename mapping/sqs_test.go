@@ -647,6 +647,8 @@ func TestSQSThrottleRetried(t *testing.T) {
 		throttles  int           // invocations throttled before one succeeds (on any receive)
 		retryAfter time.Duration // of each throttle
 		timeout    time.Duration // the function's
+		// visibilityErr makes reading the queue's visibility timeout fail
+		visibilityErr bool
 		// what the function sees: when each invocation began, with its
 		// messages' receive count and attempt
 		want []string
@@ -663,11 +665,18 @@ func TestSQSThrottleRetried(t *testing.T) {
 		// timeout: the batch returns, and comes back at 30 s.
 		{name: "until the visibility timeout", throttles: 3, retryAfter: 8 * time.Second, timeout: 10 * time.Second,
 			want: []string{"0s r1 a1", "8s r1 a2", "16s r1 a3", "30s r2 a1"}},
+		// Without the queue's visibility timeout (GetQueueAttributes
+		// refused), the messages might be visible again already: no retry.
+		{name: "visibility timeout unknown", throttles: 1, retryAfter: time.Second, visibilityErr: true,
+			want: []string{"0s r1 a1", "30s r2 a1"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				q := newFakeQueue(false, 30*time.Second)
+				if tc.visibilityErr {
+					q.visibilityErr = errors.New("AccessDenied: sqs:GetQueueAttributes")
+				}
 				q.send("", bodiesN("t", 10)...)
 				start := time.Now()
 				var mu sync.Mutex

@@ -1,8 +1,12 @@
 package mapping
 
 import (
+	"context"
 	"errors"
+	"log/slog"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/esmd-dev/esmd/event"
 )
@@ -145,6 +149,69 @@ func TestTrackerLeadPastFailure(t *testing.T) {
 		st.do()
 		if ok, _ := tr.lead(1, 2, 6, false); ok != st.want {
 			t.Fatalf("step %d: lead = %v, want %v", i, ok, st.want)
+		}
+	}
+}
+
+// A lane that starts failing while the reader decides whether to wait for
+// it must wake the reader: handOut takes the tracker's change channel
+// before it looks at the lanes. The window is narrow, so the test opens it
+// wide (many lanes to look at) and lands the failure at random times in it.
+func TestHandOutSeesALaneStartFailing(t *testing.T) {
+	const lanes, runs = 1000, 50
+	hung := 0
+	for range runs {
+		r := &Runner{cfg: Config{BatchSize: 1, ParallelizationFactor: lanes}, log: slog.New(slog.DiscardHandler)}
+		w := newWorker(r, event.Shard{ID: "s"}, event.Start{})
+		w.backlog = make([][]share, lanes)
+		seqs, laneOf := make([]string, lanes), make([]int, lanes)
+		for i := range lanes {
+			seqs[i], laneOf[i] = "x", i
+			w.backlog[i] = []share{{recs: []event.Record{{Seq: "x"}}}}
+			w.backlogged++
+		}
+		w.tr.add(seqs, laneOf)
+		// Lanes 1.. are retrying; lane 0 is healthy, so the reader waits
+		// for it, until it fails too. No lane takes anything.
+		for i := 1; i < lanes; i++ {
+			w.tr.fail(i)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan bool, 1)
+		go func() { done <- w.handOut(ctx, false) }()
+		time.Sleep(time.Duration(rand.IntN(1500)) * time.Microsecond)
+		w.tr.fail(0)
+		select {
+		case <-done:
+		case <-time.After(time.Second):
+			hung++
+		}
+		cancel()
+	}
+	if hung > 0 {
+		t.Fatalf("the reader stayed waiting for a lane that had started failing in %d of %d runs", hung, runs)
+	}
+}
+
+// How far lanes may run past a failing one: 10,000 records, fewer when
+// that many of the shard's mean size pass 16 MiB, never fewer than the
+// lead every lane has.
+func TestLeadPastFailure(t *testing.T) {
+	for _, tc := range []struct {
+		size, limit, want int64
+	}{
+		{0, 100, 10_000},        // no poll yet
+		{500, 100, 10_000},      // small records: the record bound
+		{4096, 100, 4096},       // 16 MiB of 4 KiB records
+		{1 << 20, 100, 100},     // 1 MiB records: 16, below the lanes' own lead
+		{1 << 20, 10, 16},       // 16 MiB
+		{500, 100_000, 100_000}, // BatchSize x P above both
+	} {
+		r := &Runner{cfg: Config{BatchSize: 1, ParallelizationFactor: 2}, log: slog.New(slog.DiscardHandler)}
+		w := newWorker(r, event.Shard{ID: "s"}, event.Start{})
+		w.recSize.Store(tc.size)
+		if got := w.leadPastFailure(tc.limit); got != tc.want {
+			t.Errorf("mean size %d, limit %d: %d records, want %d", tc.size, tc.limit, got, tc.want)
 		}
 	}
 }

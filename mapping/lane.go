@@ -206,7 +206,10 @@ type span struct {
 	recs     []event.Record
 	attempts int // function errors (and partial failures) counted against MaximumRetryAttempts
 	invokes  int // invocations of the span that held these records
-	last     outcome
+	// invoked is set once these records were in an invocation, of this
+	// span or of the batch it was bisected from.
+	invoked bool
+	last    outcome
 }
 
 // outcome is what the last invocation of a span returned, for failure
@@ -237,7 +240,7 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 	}
 	for len(work) > 0 {
 		s := &work[0]
-		if n := l.expired(s.recs, s.invokes > 0); n > 0 {
+		if n := l.expired(s.recs, s.invoked || s.invokes > 0); n > 0 {
 			if !l.giveUp(ctx, s.recs[:n], event.RecordAgeExceeded, s) {
 				return resolved, true
 			}
@@ -312,8 +315,8 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 				// attempts of the batch they came from.
 				r.stats.Bisects.Add(1)
 				half := len(s.recs) / 2
-				a := span{recs: s.recs[:half], attempts: s.attempts, last: s.last}
-				b := span{recs: s.recs[half:], attempts: s.attempts, last: s.last}
+				a := span{recs: s.recs[:half], attempts: s.attempts, invoked: true, last: s.last}
+				b := span{recs: s.recs[half:], attempts: s.attempts, invoked: true, last: s.last}
 				l.log.Warn("function error, bisecting batch", "err", err, "records", len(s.recs))
 				work = append([]span{a, b}, work[1:]...)
 				continue

@@ -417,6 +417,35 @@ func TestRetentionEndsRetries(t *testing.T) {
 		// invoked (and given up only when a retry finds it gone).
 		{"past the retention before its first invocation", -1, 24 * time.Hour, 24*time.Hour + time.Second, true},
 	}
+	// With bisect on, the halves of an invoked batch past the retention
+	// are not invoked again either.
+	t.Run("bisected halves past the retention", func(t *testing.T) {
+		s := fakes.NewStream(1)
+		for i := 0; i < 8; i++ {
+			s.PutAt("shard-0", "k", []byte(fmt.Sprintf("r%d", i)), time.Now().Add(-24*time.Hour-time.Second))
+		}
+		fn := &fakes.Function{Handle: func(ctx context.Context, recs []fakes.Rec) (*mapping.Response, error) {
+			return nil, &mapping.FunctionError{Kind: "Unhandled"}
+		}}
+		cfg := baseConfig()
+		cfg.MaxRecordAge, cfg.MaxRetryAttempts, cfg.Retention, cfg.BisectOnError = -1, -1, 24*time.Hour, true
+		h := start(t, cfg, s, fn, nil)
+		given := func() (n int) {
+			for _, f := range h.dest.Got() {
+				if f.Condition == event.RecordAgeExceeded {
+					n += f.BatchSize
+				}
+			}
+			return n
+		}
+		// The batch was split after its invocation failed: its halves
+		// are given up.
+		eventually(t, "failure records of all 8", func() bool { return given() == 8 })
+		h.stop()
+		if n := len(fn.Invocations()); n != 1 {
+			t.Fatalf("%d invocations of records past the retention, want 1", n)
+		}
+	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := fakes.NewStream(1)

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/esmd-dev/esmd/event"
@@ -32,10 +33,12 @@ type worker struct {
 	saveFailing bool
 
 	// backlog holds, per lane, the shares the reader has not handed over
-	// yet (see handOut); backlogged counts their records, up to most.
+	// yet (see handOut); backlogged counts their records.
 	backlog    [][]share
 	backlogged int
-	most       int
+	// recSize is the mean size of the shard's records' event JSON, a
+	// moving average the reader keeps when there are several lanes.
+	recSize atomic.Int64
 }
 
 // exit says why a worker stopped.
@@ -96,9 +99,35 @@ func (w *worker) batchDone(ctx context.Context) {
 	w.wakeSaver()
 }
 
-// maxLead is how far past the checkpoint lanes may run while the lane
-// holding it back retries a failed batch (see waitLead).
-const maxLead = 10_000
+// How far past the checkpoint lanes may run while the lane holding it back
+// retries a failed batch (see waitLead): records, and bytes of their event
+// JSON, which the reader holds meanwhile.
+const (
+	maxLead      = 10_000
+	maxLeadBytes = 16 << 20
+)
+
+// leadPastFailure is how many records past the checkpoint the lanes may run
+// while the lane holding it back retries a failed batch: maxLead, or fewer
+// when that many records of the shard's mean size pass maxLeadBytes, but
+// never fewer than limit, the lead any lane has.
+func (w *worker) leadPastFailure(limit int64) int64 {
+	n := int64(maxLead)
+	if size := w.recSize.Load(); size > 0 {
+		n = min(n, maxLeadBytes/size)
+	}
+	return max(n, limit)
+}
+
+// noteSizes updates the mean record size with a poll of n records of
+// bytes in all. Only the reader calls it.
+func (w *worker) noteSizes(bytes int64, n int) {
+	mean := bytes / int64(n)
+	if old := w.recSize.Load(); old > 0 {
+		mean = (7*old + mean) / 8
+	}
+	w.recSize.Store(max(mean, 1))
+}
 
 // waitLead holds a lane back while it is too far ahead of the shard's
 // checkpoint. Lanes that run ahead of a slower one would be re-delivered
@@ -108,22 +137,21 @@ const maxLead = 10_000
 //
 // A failing batch stops only its partition keys, though (Lambda's rule for
 // ParallelizationFactor > 1): while the lane holding the checkpoint back
-// retries a failed batch, the other lanes go on, up to maxLead records past
-// the checkpoint (or 10 batches a lane, if more). That bound is esmd's: it
-// keeps the memory of what the checkpoint has not passed, and the records a
-// crash would deliver again, finite while a poison record is retried for up
-// to a day.
+// retries a failed batch, the other lanes go on, up to leadPastFailure
+// records past the checkpoint (10,000, or 16 MiB of records). That bound is
+// esmd's: it keeps the memory of what the checkpoint has not passed, and the
+// records a crash would deliver again, finite while a poison record is
+// retried for up to a day.
 //
 // A lane held back by a checkpoint that is resolved but not yet saved saves
 // it itself, once, rather than wait for the saver. It returns false on hard
 // stop, and when another lane of the shard stopped early.
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
 	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
-	most := max(maxLead, 10*limit)
 	fromSaved := w.r.cfg.CheckpointInterval <= 0
 	tried := false
 	for {
-		ok, moved := w.tr.lead(lane, limit, most, fromSaved)
+		ok, moved := w.tr.lead(lane, limit, w.leadPastFailure(limit), fromSaved)
 		if ok {
 			return true
 		}
@@ -315,9 +343,12 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			}
 			continue
 		}
+		var bytes int64
 		for i := range res.Records {
 			perLane[laneOf[i]] = append(perLane[laneOf[i]], res.Records[i])
+			bytes += int64(res.Records[i].Size())
 		}
+		w.noteSizes(bytes, n)
 		sent := w.sendAll(ctx, perLane, res.Release)
 		clear(perLane) // the lanes own the shares now
 		if !sent {
@@ -353,8 +384,6 @@ func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, release 
 	ref := newReadRef(release, shares)
 	if w.backlog == nil {
 		w.backlog = make([][]share, len(perLane))
-		limit := w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor
-		w.most = max(maxLead, 10*limit)
 	}
 	for i, recs := range perLane {
 		if len(recs) > 0 {
@@ -371,19 +400,23 @@ func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, release 
 // holds the checkpoint back. It returns once every lane has taken its
 // shares, except lanes retrying a failed batch (which come back for more
 // only once they are done): their shares may wait in the backlog, while it
-// holds fewer than w.most records, so that the reader goes on for the
+// holds fewer than leadPastFailure records, so that the reader goes on for the
 // other lanes. A failing batch stops only its partition keys. With all, it
 // returns only once every share is taken. It returns false on hard stop,
 // or when a lane stopped early.
 func (w *worker) handOut(ctx context.Context, all bool) bool {
 	var cases []reflect.SelectCase
 	var laneOf []int
+	most := int(w.leadPastFailure(int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)))
 	for {
+		// Taken before the lanes are looked at: a lane that starts
+		// failing after its look closes it.
+		changed := w.tr.changed()
 		wait := false
 		for i := range w.backlog {
 			for len(w.backlog[i]) > 0 && w.trySend(i) {
 			}
-			if len(w.backlog[i]) > 0 && (all || w.backlogged >= w.most || !w.tr.isFailing(i)) {
+			if len(w.backlog[i]) > 0 && (all || w.backlogged >= most || !w.tr.isFailing(i)) {
 				wait = true
 			}
 		}
@@ -400,7 +433,7 @@ func (w *worker) handOut(ctx context.Context, all bool) bool {
 		// changed is closed when a lane starts failing (or the checkpoint
 		// moves): the reader may then go on without that lane.
 		cases = append(cases,
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.tr.changed())},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(changed)},
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w.halted)},
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
 		chosen, _, _ := reflect.Select(cases)

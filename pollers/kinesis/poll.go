@@ -108,10 +108,9 @@ func (r *pollReader) adapt(away time.Duration) {
 }
 
 // position is where a new iterator starts: after the last record returned,
-// or at the reader's start when none was. (A LATEST reader that has returned
-// nothing yet restarts at LATEST, and so skips what was put between its last
-// poll and the renewal: without a record there is no sequence number to
-// resume from.)
+// or at the reader's start when none was. (A LATEST reader's start becomes
+// the time it was first opened, once it has its first iterator: renewing
+// at a new LATEST would skip what was put in between.)
 func (r *pollReader) position() event.Start {
 	if r.lastSeq != "" {
 		return event.Start{Type: event.AfterSequence, Seq: r.lastSeq}

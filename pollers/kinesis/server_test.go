@@ -399,6 +399,38 @@ func TestDeletedStreamIsGone(t *testing.T) {
 	}
 }
 
+// TestLatestReopened reopens a LATEST reader that has returned nothing yet,
+// as the engine does after a read error: the new reader starts where the
+// first one did, so the records put in between are read, not skipped.
+func TestLatestReopened(t *testing.T) {
+	for _, srv := range kinesisServers {
+		t.Run(srv.name, func(t *testing.T) {
+			ep := srv.start(t)
+			c := servers.KinesisClient(ep)
+			name := servers.UniqueName("relatest")
+			arn := servers.CreateStream(t, ep, name, 1)
+			src := newSource(t, ep, arn, kinesis.Config{})
+			shard := event.Shard{ID: "shardId-000000000000"}
+			putRecords(t, c, name, 0, 3, 0)
+			// More than the second a pinned LATEST reaches back.
+			time.Sleep(1300 * time.Millisecond)
+			first, err := src.Open(t.Context(), shard, event.Start{Type: event.Latest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			first.Close()
+			between := putRecords(t, c, name, 3, 5, 0)
+			again, err := src.Open(t.Context(), shard, event.Start{Type: event.Latest})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			got, _ := readN(t, again, len(between))
+			checkRecords(t, arn, shard.ID, got, between)
+		})
+	}
+}
+
 // TestRetention reads the stream's retention period, the engine's bound on
 // retrying a failing batch, before and after it is raised.
 func TestRetention(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -92,7 +93,36 @@ type Source struct {
 	// subscribe opens an enhanced fan-out subscription; a field so unit tests
 	// can stand in for the SDK's event stream.
 	subscribe func(ctx context.Context, in *kinesis.SubscribeToShardInput) (eventStream, error)
+
+	mu     sync.Mutex
+	latest map[string]time.Time // per shard, when it was first opened at LATEST
 }
+
+// pinLatest returns when shard was first opened at LATEST by this Source
+// (now if this is the first time, and whether it is), less latestSlack.
+// Later opens start at that time (AT_TIMESTAMP), not at a new LATEST: a
+// reader reopened before it returned any record would otherwise skip what
+// was put in between.
+func (s *Source) pinLatest(shard string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.latest[shard]; ok {
+		return t, false
+	}
+	if s.latest == nil {
+		s.latest = map[string]time.Time{}
+	}
+	t := time.Now().Add(-latestSlack).Truncate(time.Millisecond)
+	s.latest[shard] = t
+	return t, true
+}
+
+// latestSlack moves a pinned LATEST back in time: servers refuse an
+// AT_TIMESTAMP in their future, which a clock a little ahead of theirs
+// would ask for. A reopened reader may then also return records put up to
+// this long before it was first opened: more than LATEST gives, never
+// fewer.
+const latestSlack = time.Second
 
 var _ mapping.Source = (*Source)(nil)
 
@@ -296,12 +326,25 @@ func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (m
 	// enhanced fan-out: its records are fixed, and GetRecords ends it
 	// reliably, where kinesis-mock keeps a subscription to a closed shard
 	// open forever without the final ChildShards event.
+	var pinned time.Time
+	if start.Type == event.Latest {
+		at, first := s.pinLatest(sh.ID)
+		if !first {
+			start = event.Start{Type: event.AtTimestamp, Timestamp: at}
+		}
+		pinned = at
+	}
 	if s.cfg.ConsumerARN != "" && !sh.Closed {
 		return s.newFanOutReader(sh, start), nil
 	}
 	r := s.newPollReader(sh, start)
 	if err := r.acquire(ctx); err != nil {
 		return nil, err
+	}
+	if !pinned.IsZero() {
+		// An iterator renewed before any record was returned starts at
+		// the pinned time too.
+		r.start = event.Start{Type: event.AtTimestamp, Timestamp: pinned}
 	}
 	return r, nil
 }

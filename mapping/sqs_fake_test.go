@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -193,6 +194,14 @@ func (q *fakeQueue) VisibilityTimeout(ctx context.Context) (time.Duration, error
 		return 0, q.visibilityErr
 	}
 	return q.visibility, nil
+}
+
+// sendNumbered sends n messages whose bodies are their number, zero-padded
+// to digits, then pad x's (300 make about 700 bytes of event JSON).
+func (q *fakeQueue) sendNumbered(n, digits, pad int) {
+	for i := range n {
+		q.send("", fmt.Sprintf("%0*d", digits, i)+strings.Repeat("x", pad))
+	}
 }
 
 func (q *fakeQueue) remaining() int {

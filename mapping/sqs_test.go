@@ -108,9 +108,7 @@ func TestSQSBatchWindow(t *testing.T) {
 func TestSQSPayloadCut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		q := newFakeQueue(false, 30*time.Second)
-		for i := range 10 {
-			q.send("", fmt.Sprintf("%02d", i)+strings.Repeat("x", 300))
-		}
+		q.sendNumbered(10, 2, 300)
 		f := newFakeFunc(nil)
 		r, done := startSQS(t, t.Context(), SQSConfig{BatchSize: 10, MaxPayload: 2000, MaxConcurrency: 1}, q, f)
 		time.Sleep(5 * time.Second)
@@ -724,9 +722,7 @@ func TestSQSLeavingPollerInvokesWhatItHolds(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				q := newFakeQueue(false, 30*time.Second)
-				for i := range 40 {
-					q.send("", fmt.Sprintf("%02d", i)+strings.Repeat("x", 300))
-				}
+				q.sendNumbered(40, 2, 300)
 				var mu sync.Mutex
 				first := map[string]string{} // body: receive count at its first delivery
 				failed := map[string]bool{}
@@ -824,9 +820,7 @@ func TestSQSPollerCountAfterThrottlesAndCarry(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				q := newFakeQueue(false, 5*time.Minute)
-				for i := range 2000 {
-					q.send("", fmt.Sprintf("%04d", i)+strings.Repeat("x", 300))
-				}
+				q.sendNumbered(2000, 4, 300)
 				start := time.Now()
 				f := newFakeFunc(func([]events.SQSMessage) (*Response, error) {
 					time.Sleep(400 * time.Millisecond)

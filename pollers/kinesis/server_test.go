@@ -85,6 +85,23 @@ func byShard(puts []put) map[string][]put {
 	return m
 }
 
+// testStream is a new stream on a server, with a client and a Source.
+type testStream struct {
+	ep, name, arn string
+	c             *sdk.Client
+	src           *kinesis.Source
+}
+
+// newStream creates a stream of shards shards, named from prefix, on the
+// server start starts, and a Source of it configured with cfg.
+func newStream(t testing.TB, start func(testing.TB) string, prefix string, shards int, cfg kinesis.Config) testStream {
+	t.Helper()
+	ep := start(t)
+	name := servers.UniqueName(prefix)
+	arn := servers.CreateStream(t, ep, name, shards)
+	return testStream{ep: ep, name: name, arn: arn, c: servers.KinesisClient(ep), src: newSource(t, ep, arn, cfg)}
+}
+
 func newSource(t testing.TB, endpoint, streamARN string, cfg kinesis.Config) *kinesis.Source {
 	t.Helper()
 	cfg.StreamARN = streamARN
@@ -213,11 +230,8 @@ func TestTrimHorizonReadsEveryRecordInOrder(t *testing.T) {
 func TestStartingPositions(t *testing.T) {
 	for _, srv := range kinesisServers {
 		t.Run(srv.name, func(t *testing.T) {
-			ep := srv.start(t)
-			c := servers.KinesisClient(ep)
-			name := servers.UniqueName("start")
-			arn := servers.CreateStream(t, ep, name, 1)
-			src := newSource(t, ep, arn, kinesis.Config{Limit: 4})
+			st := newStream(t, srv.start, "start", 1, kinesis.Config{Limit: 4})
+			c, name, arn, src := st.c, st.name, st.arn, st.src
 			shard := event.Shard{ID: "shardId-000000000000"}
 
 			before := putRecords(t, c, name, 0, 10, 0)
@@ -367,11 +381,8 @@ func waitShards(t testing.TB, src *kinesis.Source, n int) []event.Shard {
 func TestDeletedStreamIsGone(t *testing.T) {
 	for _, srv := range kinesisServers {
 		t.Run(srv.name, func(t *testing.T) {
-			ep := srv.start(t)
-			c := servers.KinesisClient(ep)
-			name := servers.UniqueName("gone")
-			arn := servers.CreateStream(t, ep, name, 1)
-			src := newSource(t, ep, arn, kinesis.Config{})
+			st := newStream(t, srv.start, "gone", 1, kinesis.Config{})
+			c, name, src := st.c, st.name, st.src
 			r, err := src.Open(t.Context(), event.Shard{ID: "shardId-000000000000"}, event.Start{Type: event.TrimHorizon})
 			if err != nil {
 				t.Fatal(err)
@@ -405,11 +416,8 @@ func TestDeletedStreamIsGone(t *testing.T) {
 func TestLatestReopened(t *testing.T) {
 	for _, srv := range kinesisServers {
 		t.Run(srv.name, func(t *testing.T) {
-			ep := srv.start(t)
-			c := servers.KinesisClient(ep)
-			name := servers.UniqueName("relatest")
-			arn := servers.CreateStream(t, ep, name, 1)
-			src := newSource(t, ep, arn, kinesis.Config{})
+			st := newStream(t, srv.start, "relatest", 1, kinesis.Config{})
+			c, name, arn, src := st.c, st.name, st.arn, st.src
 			shard := event.Shard{ID: "shardId-000000000000"}
 			putRecords(t, c, name, 0, 3, 0)
 			// More than the second a pinned LATEST reaches back.
@@ -436,11 +444,8 @@ func TestLatestReopened(t *testing.T) {
 func TestRetention(t *testing.T) {
 	for _, srv := range kinesisServers {
 		t.Run(srv.name, func(t *testing.T) {
-			ep := srv.start(t)
-			c := servers.KinesisClient(ep)
-			name := servers.UniqueName("retention")
-			arn := servers.CreateStream(t, ep, name, 1)
-			src := newSource(t, ep, arn, kinesis.Config{})
+			st := newStream(t, srv.start, "retention", 1, kinesis.Config{})
+			c, name, src := st.c, st.name, st.src
 			if d, err := src.Retention(t.Context()); err != nil || d != 24*time.Hour {
 				t.Fatalf("Retention of a new stream = %v, %v; want 24h", d, err)
 			}

@@ -519,6 +519,8 @@ func (l *lane) giveUp(ctx context.Context, recs []event.Record, cond event.Condi
 				l.log.Error("on-failure destination failed; the shard will not advance past these records until it succeeds", append(attrs, "err", err)...)
 			}
 		}
+		// The other lanes need not wait for this one meanwhile.
+		l.w.tr.fail(l.idx)
 		t := time.NewTimer(bo.NextBackOff())
 		select {
 		case <-t.C:

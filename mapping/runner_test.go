@@ -487,7 +487,15 @@ func TestFailingKeyStopsOnlyItsLane(t *testing.T) {
 		name    string
 		every   int // a record of the failing key every this many; 0: none after the first
 		recover int // the failing record succeeds at this attempt; 0: never
-	}{{"failing key once", 0, 0}, {"failing key recurs", 20, 0}, {"failing key recovers", 20, 4}} {
+		// giveUp gives the failing record up at once, to a destination
+		// that is down: the lane retries the delivery instead
+		giveUp bool
+	}{
+		{"failing key once", 0, 0, false},
+		{"failing key recurs", 20, 0, false},
+		{"failing key recovers", 20, 4, false},
+		{"failure record not delivered", 20, 0, true},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := fakes.NewStream(1)
 			s.ReadLimit = 10
@@ -523,7 +531,12 @@ func TestFailingKeyStopsOnlyItsLane(t *testing.T) {
 			}}
 			cfg := baseConfig()
 			cfg.BatchSize, cfg.ParallelizationFactor, cfg.MaxRetryAttempts = 1, 2, -1
-			h := start(t, cfg, s, fn, nil)
+			dest := &fakes.Destination{}
+			if tc.giveUp {
+				cfg.MaxRetryAttempts = 0
+				dest.Fail = func() error { return errors.New("destination down") }
+			}
+			h := startWith(t, cfg, s, fn, nil, dest)
 			eventually(t, "the other key's records", func() bool { return ok.Load() == int32(want) })
 			if tc.recover > 0 {
 				// Then the failing key's records, held back meanwhile,

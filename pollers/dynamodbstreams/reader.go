@@ -99,6 +99,7 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 			case isCode(err, "ExpiredIteratorException"):
 				r.log.Debug("dynamodb streams: shard iterator expired; renewing", "from", r.resume.Type)
 				r.iter = nil
+				r.src.forgetLatest(r.shard) // it may be the pinned one
 				continue
 			case isCode(err, "TrimmedDataAccessException"):
 				if r.trimmed && r.resume.Type != event.TrimHorizon {
@@ -175,7 +176,14 @@ func (r *reader) end() {
 // past retention falls back to TRIM_HORIZON; a shard that no longer exists
 // ends the reader.
 func (r *reader) renew(ctx context.Context) error {
+	if r.resume.Type == event.Latest {
+		if it, ok := r.src.latestIterator(r.shard); ok {
+			r.iter = aws.String(it)
+			return nil
+		}
+	}
 	for {
+		issued := time.Now()
 		in := &dynamodbstreams.GetShardIteratorInput{
 			StreamArn:         aws.String(r.src.arn),
 			ShardId:           aws.String(r.shard),
@@ -193,6 +201,9 @@ func (r *reader) renew(ctx context.Context) error {
 				return nil
 			}
 			r.iter = out.ShardIterator
+			if r.resume.Type == event.Latest {
+				r.src.pinLatest(r.shard, *out.ShardIterator, issued)
+			}
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -79,6 +79,57 @@ type Source struct {
 	// hashKey is the table's partition key attribute, from the stream's
 	// KeySchema; "" until Shards has read it.
 	hashKey string
+	// latest holds, per shard, the iterator of the shard's first LATEST
+	// position (see latestIterator).
+	latest map[string]pinnedIter
+}
+
+// pinnedIter is a shard iterator and when it was issued.
+type pinnedIter struct {
+	iter string
+	at   time.Time
+}
+
+// latestReuse is how long a shard's first LATEST iterator is reused: less
+// than the 15 minutes DynamoDB Streams keeps an iterator valid.
+const latestReuse = 10 * time.Minute
+
+// latestIterator returns the iterator of shard's first LATEST position, if
+// it is recent enough to use. A reader reopened at LATEST before it
+// returned any record starts there, not at a new LATEST that would skip
+// what was written in between (DynamoDB Streams has no AT_TIMESTAMP).
+func (s *Source) latestIterator(shard string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.latest[shard]
+	if !ok || time.Since(p.at) > latestReuse {
+		return "", false
+	}
+	return p.iter, true
+}
+
+// forgetLatest drops shard's pinned LATEST iterator: it expired.
+func (s *Source) forgetLatest(shard string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.latest[shard]; ok {
+		p.at = time.Time{} // too old to use, but still the shard's first
+		s.latest[shard] = p
+	}
+}
+
+// pinLatest keeps iter as shard's first LATEST iterator, unless the shard
+// has one.
+func (s *Source) pinLatest(shard, iter string, at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.latest[shard]; ok {
+		return
+	}
+	if s.latest == nil {
+		s.latest = map[string]pinnedIter{}
+	}
+	s.latest[shard] = pinnedIter{iter: iter, at: at}
 }
 
 // partitionKey returns the name of the table's partition key attribute, or

@@ -240,7 +240,7 @@ func (l *lane) process(ctx context.Context, recs []event.Record) (resolved int, 
 	}
 	for len(work) > 0 {
 		s := &work[0]
-		if n := l.expired(s.recs, s.invoked || s.invokes > 0); n > 0 {
+		if n := l.expired(s.recs, s.invoked); n > 0 {
 			if !l.giveUp(ctx, s.recs[:n], event.RecordAgeExceeded, s) {
 				return resolved, true
 			}
@@ -396,6 +396,7 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 		defer cancel()
 	}
 	s.invokes++
+	s.invoked = true
 	r.stats.Invocations.Add(1)
 	r.stats.InvokedEvents.Add(int64(len(s.recs)))
 	age := time.Since(s.recs[len(s.recs)-1].Arrival).Milliseconds()
@@ -433,20 +434,7 @@ func (l *lane) invoke(ctx context.Context, s *span) (*Response, error) {
 func (l *lane) wait(ctx context.Context, min time.Duration) bool {
 	// The other lanes need not wait for this one's checkpoint meanwhile.
 	l.w.tr.fail(l.idx)
-	d := l.bo.NextBackOff()
-	if min > d {
-		d = min
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-l.w.r.drainC:
-		return false
-	case <-ctx.Done():
-		return false
-	}
+	return sleepDrain(ctx, l.w.r.drainC, max(min, l.bo.NextBackOff()))
 }
 
 // giveUp sends the failure record of recs to the destination, retrying until
@@ -521,14 +509,7 @@ func (l *lane) giveUp(ctx context.Context, recs []event.Record, cond event.Condi
 		}
 		// The other lanes need not wait for this one meanwhile.
 		l.w.tr.fail(l.idx)
-		t := time.NewTimer(bo.NextBackOff())
-		select {
-		case <-t.C:
-		case <-l.w.r.drainC:
-			t.Stop()
-			return false
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepDrain(ctx, l.w.r.drainC, bo.NextBackOff()) {
 			return false
 		}
 	}

@@ -108,3 +108,18 @@ func maxDuration(a, b time.Duration) time.Duration {
 	}
 	return b
 }
+
+// sleepDrain waits d; it returns false when ctx ends or drain is closed
+// first (a nil drain never is).
+func sleepDrain(ctx context.Context, drain <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-drain:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -107,6 +107,12 @@ const (
 	maxLeadBytes = 16 << 20
 )
 
+// leadLimit is how far past the checkpoint any lane may run: BatchSize x
+// ParallelizationFactor records (see waitLead).
+func (w *worker) leadLimit() int64 {
+	return int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
+}
+
 // leadPastFailure is how many records past the checkpoint the lanes may run
 // while the lane holding it back retries a failed batch: maxLead, or fewer
 // when that many records of the shard's mean size pass maxLeadBytes, but
@@ -147,7 +153,7 @@ func (w *worker) noteSizes(bytes int64, n int) {
 // it itself, once, rather than wait for the saver. It returns false on hard
 // stop, and when another lane of the shard stopped early.
 func (w *worker) waitLead(ctx context.Context, lane int) bool {
-	limit := int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)
+	limit := w.leadLimit()
 	fromSaved := w.r.cfg.CheckpointInterval <= 0
 	tried := false
 	for {
@@ -246,14 +252,7 @@ func (w *worker) read(ctx context.Context) (closed bool, err error) {
 			failing = true
 			w.stats.failing.Store(true)
 		}
-		t := time.NewTimer(bo.NextBackOff())
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return true
-		case <-rctx.Done():
-			return false
-		}
+		return sleepDrain(rctx, nil, bo.NextBackOff())
 	}
 
 	P := r.cfg.ParallelizationFactor
@@ -407,7 +406,7 @@ func (w *worker) sendAll(ctx context.Context, perLane [][]event.Record, release 
 func (w *worker) handOut(ctx context.Context, all bool) bool {
 	var cases []reflect.SelectCase
 	var laneOf []int
-	most := int(w.leadPastFailure(int64(w.r.cfg.BatchSize * w.r.cfg.ParallelizationFactor)))
+	most := int(w.leadPastFailure(w.leadLimit()))
 	for {
 		// Taken before the lanes are looked at: a lane that starts
 		// failing after its look closes it.
@@ -464,7 +463,7 @@ func (w *worker) sent(i int) {
 	w.backlog[i][0] = share{}
 	w.backlog[i] = w.backlog[i][1:]
 	if len(w.backlog[i]) == 0 {
-		w.backlog[i] = w.backlog[i][:0:0]
+		w.backlog[i] = nil // let the emptied array go
 	}
 }
 

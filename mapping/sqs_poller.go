@@ -107,28 +107,10 @@ func (p *sqsPoller) run(ctx, rctx context.Context) error {
 				failing = true
 				r.receiveFailing.Add(1)
 			}
-			sleepCtx(rctx, p.bo.NextBackOff())
+			sleepDrain(rctx, nil, p.bo.NextBackOff())
 		}
 	}
 }
-
-// sleepDrain waits d; it returns false when ctx ends or drain is closed
-// first.
-func sleepDrain(ctx context.Context, drain <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-drain:
-		return false
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// sleepCtx waits d; it returns false when ctx ends first.
-func sleepCtx(ctx context.Context, d time.Duration) bool { return sleepDrain(ctx, nil, d) }
 
 // flushCarry invokes the messages a leaving poller holds past its last
 // batch's payload cut, without receiving more. Made visible again instead,
@@ -316,14 +298,10 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 		}
 
 	}
-	select {
-	case r.slots <- struct{}{}:
-	case <-ctx.Done():
-		return true
-	}
-	resp, err := p.invoke(ctx, recs, 1)
-	<-r.slots
-	resp, err = p.retryThrottled(ctx, recs, resp, err)
+	// One payload for the first invocation and any throttle retries.
+	payload := event.AppendEvent(make([]byte, 0, event.EventSize(recs)), recs)
+	resp, err := p.invoke(ctx, recs, payload, 1)
+	resp, err = p.retryThrottled(ctx, recs, payload, resp, err)
 	stop()
 	stopped = true
 	if ctx.Err() != nil {
@@ -394,7 +372,7 @@ func (p *sqsPoller) settle(ctx context.Context, recs []event.Record, group strin
 // throttles shrink it: Lambda backs off from a throttling function by
 // running fewer batches at once. Each throttled invocation counts in the
 // stats.
-func (p *sqsPoller) retryThrottled(ctx context.Context, recs []event.Record, resp *Response, err error) (*Response, error) {
+func (p *sqsPoller) retryThrottled(ctx context.Context, recs []event.Record, payload []byte, resp *Response, err error) (*Response, error) {
 	r := p.r
 	cfg := &r.cfg
 	visibleAt := p.received.Add(r.visibility)
@@ -428,13 +406,7 @@ func (p *sqsPoller) retryThrottled(ctx context.Context, recs []event.Record, res
 		// Counted here when retried; settle counts the last one.
 		r.stats.Throttles.Add(1)
 		r.failures.Add(1)
-		select {
-		case r.slots <- struct{}{}:
-		case <-ctx.Done():
-			return resp, err
-		}
-		resp, err = p.invoke(ctx, recs, attempt)
-		<-r.slots
+		resp, err = p.invoke(ctx, recs, payload, attempt)
 	}
 }
 
@@ -525,12 +497,21 @@ func (p *sqsPoller) heartbeat(ctx context.Context, recs []event.Record) func() {
 	}
 }
 
-// invoke sends recs to the function once.
-func (p *sqsPoller) invoke(ctx context.Context, recs []event.Record, attempt int) (*Response, error) {
+// invoke sends recs, encoded as payload, to the function once, in one of
+// the mapping's invocation slots. It returns ctx's error when ctx ends
+// while it waits for a slot. The payload is never written to, so a retry
+// may send it again while an abandoned invocation still reads it.
+func (p *sqsPoller) invoke(ctx context.Context, recs []event.Record, payload []byte, attempt int) (*Response, error) {
 	r := p.r
 	cfg := &r.cfg
+	select {
+	case r.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-r.slots }()
 	req := &Request{
-		Payload:   event.AppendEvent(make([]byte, 0, event.EventSize(recs)), recs),
+		Payload:   payload,
 		RequestID: uuid.NewString(),
 		Mapping:   cfg.Name,
 		Attempt:   attempt,

@@ -78,12 +78,7 @@ func (t *tracker) resolve(lane, n int) (string, bool) {
 	defer t.mu.Unlock()
 	t.lanes[lane].pop(n)
 	t.failing[lane] = false
-	low := t.next
-	for i := range t.lanes {
-		if t.lanes[i].len() > 0 && t.lanes[i].front() < low {
-			low = t.lanes[i].front()
-		}
-	}
+	low, _ := t.lowest()
 	if low-1 <= t.done {
 		return t.doneSeq, false
 	}
@@ -133,15 +128,22 @@ func (t *tracker) lead(lane int, limit, most int64, fromSaved bool) (bool, <-cha
 	return false, t.moved
 }
 
+// lowest returns the lowest index pending on any lane, and that lane; next
+// and -1 when none is pending.
+func (t *tracker) lowest() (low int64, lane int) {
+	low, lane = t.next, -1
+	for i := range t.lanes {
+		if t.lanes[i].len() > 0 && t.lanes[i].front() < low {
+			low, lane = t.lanes[i].front(), i
+		}
+	}
+	return low, lane
+}
+
 // heldByFailure reports whether the lane with the lowest pending record,
 // the one holding the checkpoint back, waits to retry a failed batch.
 func (t *tracker) heldByFailure() bool {
-	low, at := t.next, -1
-	for i := range t.lanes {
-		if t.lanes[i].len() > 0 && t.lanes[i].front() < low {
-			low, at = t.lanes[i].front(), i
-		}
-	}
+	_, at := t.lowest()
 	return at >= 0 && t.failing[at]
 }
 

@@ -96,6 +96,12 @@ func readN(t testing.TB, s *Source, start event.Start, n int) []event.Record {
 		t.Fatalf("open: %v", err)
 	}
 	defer r.Close()
+	return readOpen(t, ctx, r, n)
+}
+
+// readOpen reads r, at least once, until n records arrived.
+func readOpen(t testing.TB, ctx context.Context, r mapping.ShardReader, n int) []event.Record {
+	t.Helper()
 	var out []event.Record
 	for first := true; first || len(out) < n; first = false {
 		res, err := r.Read(ctx)
@@ -411,14 +417,7 @@ func TestMotoLatest(t *testing.T) {
 		t.Fatalf("read at LATEST before writes: %d records, %v", len(res.Records), err)
 	}
 	putN(t, db, table, "new", 3, 5)
-	var got []event.Record
-	for len(got) < 2 {
-		res, err := r.Read(ctx)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		got = append(got, res.Records...)
-	}
+	got := readOpen(t, ctx, r, 2)
 	if d := cmp.Diff([]string{"3", "4"}, sks(t, got)); d != "" {
 		t.Fatalf("records after LATEST (-want +got):\n%s", d)
 	}
@@ -446,14 +445,7 @@ func TestMotoLatestReopened(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer again.Close()
-	var got []event.Record
-	for len(got) < 2 {
-		res, err := again.Read(ctx)
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		got = append(got, res.Records...)
-	}
+	got := readOpen(t, ctx, again, 2)
 	if d := cmp.Diff([]string{"3", "4"}, sks(t, got)); d != "" {
 		t.Fatalf("records after the reopened LATEST (-want +got):\n%s", d)
 	}

@@ -33,6 +33,9 @@ type DynamoDBRecord struct {
 	SizeBytes      int64
 	// StreamViewType is KEYS_ONLY, NEW_IMAGE, OLD_IMAGE or NEW_AND_OLD_IMAGES.
 	StreamViewType string
+	// LaneKey, when set, is the canonical JSON the record is routed to a
+	// lane by (a poller sets the partition key alone); Keys when empty.
+	LaneKey []byte
 	// UserIdentity is set for items that DynamoDB's Time to Live deleted.
 	UserIdentity *UserIdentity
 }
@@ -66,9 +69,10 @@ func NewDynamoDBEncoder(region, streamARN string) *DynamoDBEncoder {
 
 // Encode returns the record's Lambda JSON, with fields in Lambda's order.
 // NewImage, OldImage and userIdentity appear only when present. The
-// returned Record's Key is a canonical form of the item's keys (compact, with
-// member names sorted), so that changes to one item always go to the same
-// lane; Seq and ID are the sequence number and Arrival is the creation time.
+// returned Record's Key is LaneKey, or else a canonical form of the item's
+// keys (compact, with member names sorted), so that changes to one item
+// always go to the same lane; Seq and ID are the sequence number and
+// Arrival is the creation time.
 func (e *DynamoDBEncoder) Encode(r DynamoDBRecord) Record {
 	n := 320 + len(r.EventID) + len(r.EventName) + len(r.EventVersion) + len(r.AwsRegion) + len(e.region) + len(e.tail) +
 		len(r.Keys) + len(r.NewImage) + len(r.OldImage) + len(r.SequenceNumber) + len(r.StreamViewType)
@@ -120,8 +124,12 @@ func (e *DynamoDBEncoder) Encode(r DynamoDBRecord) Record {
 		b = append(b, '}')
 	}
 	b = append(b, '}')
+	key := string(r.LaneKey)
+	if key == "" {
+		key = canonicalKey(r.Keys)
+	}
 	return Record{
-		Key:     canonicalKey(r.Keys),
+		Key:     key,
 		Seq:     r.SequenceNumber,
 		ID:      r.SequenceNumber,
 		Arrival: r.ApproximateCreationDateTime,

@@ -27,11 +27,16 @@ func appendAttributeMap(dst []byte, m map[string]types.AttributeValue) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = event.AppendJSONString(dst, name)
-		dst = append(dst, ':')
-		dst = appendAttribute(dst, m[name])
+		dst = appendNamed(dst, name, m[name])
 	}
 	return append(dst, '}')
+}
+
+// appendNamed appends one member of an attribute map: "name":{...}.
+func appendNamed(dst []byte, name string, v types.AttributeValue) []byte {
+	dst = event.AppendJSONString(dst, name)
+	dst = append(dst, ':')
+	return appendAttribute(dst, v)
 }
 
 // appendAttribute appends one attribute value as {"<type>":<value>}. Binary

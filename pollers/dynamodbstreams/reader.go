@@ -296,6 +296,14 @@ func (r *reader) encode(recs []types.Record) []event.Record {
 		b = appendAttributeMap(b, d.NewImage)
 		n := len(b)
 		b = appendAttributeMap(b, d.OldImage)
+		o := len(b)
+		// Lambda keeps order per partition key: the lane is chosen by the
+		// partition key alone, so that all the items of one partition key
+		// (whatever their sort keys) keep their order. Without the key
+		// schema, by the item's whole key.
+		if v, ok := d.Keys[hash]; ok && hash != "" {
+			b = append(appendNamed(append(b, '{'), hash, v), '}')
+		}
 		r.scratch = b
 		dr := event.DynamoDBRecord{
 			EventID:                     aws.ToString(rec.EventID),
@@ -305,7 +313,8 @@ func (r *reader) encode(recs []types.Record) []event.Record {
 			ApproximateCreationDateTime: aws.ToTime(d.ApproximateCreationDateTime),
 			Keys:                        nonEmpty(b[:k]),
 			NewImage:                    nonEmpty(b[k:n]),
-			OldImage:                    nonEmpty(b[n:]),
+			OldImage:                    nonEmpty(b[n:o]),
+			LaneKey:                     nonEmpty(b[o:]),
 			SequenceNumber:              aws.ToString(d.SequenceNumber),
 			SizeBytes:                   aws.ToInt64(d.SizeBytes),
 			StreamViewType:              string(d.StreamViewType),
@@ -313,20 +322,7 @@ func (r *reader) encode(recs []types.Record) []event.Record {
 		if u := rec.UserIdentity; u != nil {
 			dr.UserIdentity = &event.UserIdentity{Type: aws.ToString(u.Type), PrincipalID: aws.ToString(u.PrincipalId)}
 		}
-		er := r.src.enc.Encode(dr)
-		// Lambda keeps order per partition key: the lane is chosen by the
-		// partition key alone, so that all the items of one partition key
-		// (whatever their sort keys) keep their order. Without the key
-		// schema, by the item's whole key.
-		if v, ok := d.Keys[hash]; ok && hash != "" {
-			b := append(r.scratch[:0], '{')
-			b = event.AppendJSONString(b, hash)
-			b = append(b, ':')
-			b = append(appendAttribute(b, v), '}')
-			r.scratch = b
-			er.Key = string(b)
-		}
-		out = append(out, er)
+		out = append(out, r.src.enc.Encode(dr))
 	}
 	return out
 }

@@ -1399,6 +1399,10 @@ func TestRewriteKeepsAccess(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.uid >= 0 && !root {
+				// CI runs as root: there the case must run, not skip.
+				if os.Getenv("CI") == "true" {
+					t.Fatal("only root may give a file to another user, and CI runs as root")
+				}
 				t.Skip("only root may give a file to another user")
 			}
 			path := filepath.Join(t.TempDir(), "cp.db")

@@ -10,8 +10,6 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
-
-	"github.com/esmd-dev/esmd/event"
 )
 
 // Files written by esmd before the log format are bbolt databases, with a
@@ -32,17 +30,15 @@ func isBolt(b []byte) bool {
 	return false
 }
 
-var errPanic = errors.New("bbolt panicked")
-
 // readBolt returns the positions in the bbolt file at path, whose bytes
 // are b. The open file holds the lock that bbolt would take, so bbolt
 // reads a copy, written beside it under a name the next open removes if
 // this one dies. Damage (bbolt refuses the file or panics on it, a value
 // does not decode) wraps ErrCorrupt; failing to make the copy does not.
-func readBolt(path string, b []byte) (state map[string]map[string]event.Position, err error) {
+func readBolt(path string, b []byte, apply func(mappingName, shard string, val []byte) error) (err error) {
 	tmp, err := createTemp(filepath.Dir(path), filepath.Base(path)+staleSuffix+"*")
 	if err != nil {
-		return nil, fmt.Errorf("copy for reading: %w", err)
+		return fmt.Errorf("copy for reading: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.Write(b)
@@ -50,25 +46,21 @@ func readBolt(path string, b []byte) (state map[string]map[string]event.Position
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("copy for reading: %w", err)
-	}
-	corrupt := func(err error) error {
-		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+		return fmt.Errorf("copy for reading: %w", err)
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			state, err = nil, corrupt(fmt.Errorf("%w: %v", errPanic, r))
+			err = corrupt(fmt.Errorf("bbolt panicked: %v", r))
 		}
 	}()
 	db, err := bolt.Open(tmp.Name(), 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
 	switch {
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum), errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, corrupt(err)
+		return corrupt(err)
 	case err != nil:
-		return nil, err
+		return err
 	}
 	defer db.Close()
-	state = map[string]map[string]event.Position{}
 	err = db.View(func(tx *bolt.Tx) error {
 		var errs []error
 		for e := range tx.Check() {
@@ -82,22 +74,12 @@ func readBolt(path string, b []byte) (state map[string]map[string]event.Position
 				if v == nil {
 					return fmt.Errorf("mapping %s: unexpected nested bucket %s", name, k)
 				}
-				p, err := decode(v)
-				if err != nil {
-					return fmt.Errorf("mapping %s shard %s: %w", name, k, err)
-				}
-				m := state[string(name)]
-				if m == nil {
-					m = map[string]event.Position{}
-					state[string(name)] = m
-				}
-				m[string(k)] = p
-				return nil
+				return apply(string(name), string(k), v)
 			})
 		})
 	})
 	if err != nil {
-		return nil, corrupt(err)
+		return corrupt(err)
 	}
-	return state, nil
+	return nil
 }

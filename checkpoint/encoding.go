@@ -16,13 +16,16 @@ const (
 	flagFinished byte = 1 << 0
 )
 
-func encode(p event.Position) []byte {
-	v := make([]byte, 2, encodedLen(p))
-	v[0] = encodingV1
+func encode(p event.Position) []byte { return appendEncoded(make([]byte, 0, encodedLen(p)), p) }
+
+// appendEncoded appends encode(p) to b.
+func appendEncoded(b []byte, p event.Position) []byte {
+	var flags byte
 	if p.Finished {
-		v[1] |= flagFinished
+		flags |= flagFinished
 	}
-	return append(v, p.Seq...)
+	b = append(b, encodingV1, flags)
+	return append(b, p.Seq...)
 }
 
 // encodedLen is len(encode(p)).

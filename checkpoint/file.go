@@ -213,7 +213,7 @@ func (f *File) read(size int64) error {
 	// without one, as a log's bytes may hold it anywhere.
 	headerErr := checkHeader(head)
 	if headerErr != nil && !isBolt(head) {
-		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, headerErr)
+		return corrupt(headerErr)
 	}
 	b := head
 	if size > int64(len(head)) {
@@ -223,29 +223,24 @@ func (f *File) read(size int64) error {
 			return fmt.Errorf("read: %w", f.pathErr(err))
 		}
 	}
-	if headerErr != nil {
-		state, err := readBolt(f.real, b)
-		if err != nil {
-			return fmt.Errorf("convert from the older (bbolt) format: %w", err)
-		}
-		for m, shards := range state {
-			for s, p := range shards {
-				f.put(m, s, p)
-			}
-		}
-		f.log.Info("checkpoint file converted from the older (bbolt) format", "path", f.path, "mappings", len(state))
-		return nil
-	}
-	sc, err := scan(b, func(mappingName, shard string, val []byte) error {
+	put := func(mappingName, shard string, val []byte) error {
 		p, err := decode(val)
 		if err != nil {
 			return fmt.Errorf("mapping %s shard %s: %w", mappingName, shard, err)
 		}
 		f.put(mappingName, shard, p)
 		return nil
-	})
+	}
+	if headerErr != nil {
+		if err := readBolt(f.real, b, put); err != nil {
+			return fmt.Errorf("convert from the older (bbolt) format: %w", err)
+		}
+		f.log.Info("checkpoint file converted from the older (bbolt) format", "path", f.path, "mappings", len(f.state))
+		return nil
+	}
+	sc, err := scan(b, put)
 	if err != nil {
-		return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
+		return corrupt(err)
 	}
 	if sc.torn {
 		// The tail is a frame whose sync a crash cut short: its Saves
@@ -254,6 +249,11 @@ func (f *File) read(size int64) error {
 			"path", f.path, "at_byte", sc.end)
 	}
 	return nil
+}
+
+// corrupt wraps err, about a damaged file, in ErrCorrupt.
+func corrupt(err error) error {
+	return fmt.Errorf("%w (move it away to start over, or restore a copy): %w", ErrCorrupt, err)
 }
 
 // pathErr names the checkpoint file, not the new file it was written as,
@@ -313,39 +313,38 @@ func (f *File) Mappings(ctx context.Context) ([]string, error) {
 // whole. A Save waiting for another's write returns ctx's error when ctx
 // ends; a Save that is writing finishes its write first.
 func (f *File) Save(ctx context.Context, mappingName, shard string, p event.Position) error {
-	if err := validName(mappingName, shard); err != nil {
-		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
-	}
-	if len(p.Seq) > maxSeqLen {
-		return fmt.Errorf("checkpoint file %s: save %s/%s: sequence number of %d bytes, more than %d", f.path, mappingName, shard, len(p.Seq), maxSeqLen)
-	}
-	if err := f.check(ctx); err != nil {
-		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
-	}
-	r := &saveReq{mapping: mappingName, shard: shard, p: p, done: make(chan error, 1)}
-	f.qmu.Lock()
-	if f.closed {
-		f.qmu.Unlock()
-		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, ErrClosed)
-	}
-	f.queue = append(f.queue, r)
-	var err error
-	if !f.leading {
-		f.leading = true
-		f.lead(r)
-		err = <-r.done
-	} else {
-		f.qmu.Unlock()
-		select {
-		case err = <-r.done:
-		case <-ctx.Done():
-			err = ctx.Err()
-		}
-	}
-	if err != nil {
+	if err := f.save(ctx, mappingName, shard, p); err != nil {
 		return fmt.Errorf("checkpoint file %s: save %s/%s: %w", f.path, mappingName, shard, err)
 	}
 	return nil
+}
+
+func (f *File) save(ctx context.Context, mappingName, shard string, p event.Position) error {
+	if err := validName(mappingName, shard); err != nil {
+		return err
+	}
+	if len(p.Seq) > maxSeqLen {
+		return fmt.Errorf("sequence number of %d bytes, more than %d", len(p.Seq), maxSeqLen)
+	}
+	f.qmu.Lock()
+	if err := f.checkLocked(ctx); err != nil {
+		f.qmu.Unlock()
+		return err
+	}
+	r := &saveReq{mapping: mappingName, shard: shard, p: p, done: make(chan error, 1)}
+	f.queue = append(f.queue, r)
+	if !f.leading {
+		f.leading = true
+		f.lead(r)
+		return <-r.done
+	}
+	f.qmu.Unlock()
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // lead commits the queue, in groups of up to maxGroup, until it is empty.
@@ -400,9 +399,13 @@ func (f *File) Close() error {
 
 func (f *File) check(ctx context.Context) error {
 	f.qmu.Lock()
-	closed := f.closed
-	f.qmu.Unlock()
-	if closed {
+	defer f.qmu.Unlock()
+	return f.checkLocked(ctx)
+}
+
+// checkLocked is check with qmu held.
+func (f *File) checkLocked(ctx context.Context) error {
+	if f.closed {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -415,16 +418,16 @@ func (f *File) commit(group []*saveReq) {
 	start := time.Now()
 	b := startFrame(f.buf[:0])
 	for _, r := range group {
-		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
+		b = appendPosition(b, r.mapping, r.shard, r.p)
 	}
 	b = finishFrame(b, 0)
 	f.buf = b
 	var err error
 	switch {
 	case f.broken != nil:
-		err = f.rewrite(group)
+		err = f.rewrite(b[frameHeadLen:])
 	case f.logged+int64(len(b)) > max(f.compactAt, 2*f.live, f.retryAt):
-		err = f.rewrite(group)
+		err = f.rewrite(b[frameHeadLen:])
 		if ie := (*intactError)(nil); errors.As(err, &ie) {
 			// The log is as it was (a full disk, say): append to it,
 			// and try to compact again once it grew by as much again.
@@ -448,7 +451,7 @@ func (f *File) commit(group []*saveReq) {
 		r.done <- err
 		group[i] = nil
 	}
-	if err == nil {
+	if err == nil && f.log.Enabled(context.Background(), slog.LevelDebug) {
 		f.log.Debug("checkpoints saved", "count", len(group), "duration", time.Since(start))
 	}
 }
@@ -465,7 +468,7 @@ func (f *File) append(b []byte) error {
 			return &intactError{fmt.Errorf("grow: %w", f.pathErr(err))}
 		}
 		if err := fdatasync(f.file); err != nil {
-			return fmt.Errorf("grow: sync: %w", f.pathErr(err))
+			return fmt.Errorf("grow: sync: %w", err)
 		}
 		f.alloc += grow
 	}
@@ -473,7 +476,7 @@ func (f *File) append(b []byte) error {
 		return fmt.Errorf("write: %w", f.pathErr(err))
 	}
 	if err := fdatasync(f.file); err != nil {
-		return fmt.Errorf("sync: %w", f.pathErr(err))
+		return fmt.Errorf("sync: %w", err)
 	}
 	f.logged += at + int64(len(b)) - f.end
 	f.end = at + int64(len(b))
@@ -491,7 +494,7 @@ func (e *intactError) Unwrap() error { return e.err }
 // rewrite writes every synced position, and the group's on top of them,
 // into a new file, syncs it and renames it over the log: compaction, and
 // the way back to a known file after a failed write.
-func (f *File) rewrite(group []*saveReq) (err error) {
+func (f *File) rewrite(pending []byte) (err error) {
 	f.mu.RLock()
 	// Not f.buf: commit may append its frame still when this fails.
 	b := appendHeader(f.snap[:0])
@@ -499,13 +502,11 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	for _, m := range slices.Sorted(maps.Keys(f.state)) {
 		shards := f.state[m]
 		for _, s := range slices.Sorted(maps.Keys(shards)) {
-			b = appendEntry(b, m, s, encode(shards[s]))
+			b = appendPosition(b, m, s, shards[s])
 		}
 	}
 	f.mu.RUnlock()
-	for _, r := range group {
-		b = appendEntry(b, r.mapping, r.shard, encode(r.p))
-	}
+	b = append(b, pending...)
 	if len(b)-headerLen-frameHeadLen > math.MaxUint32 {
 		return &intactError{errors.New("compact: the positions are too large for one frame")}
 	}
@@ -546,7 +547,6 @@ func (f *File) rewrite(group []*saveReq) (err error) {
 	f.rewrites++
 	_ = old.Close()
 	if err := syncFolder(dir); err != nil {
-		f.broken = err
 		return fmt.Errorf("compact: sync the folder: %w", err)
 	}
 	return nil

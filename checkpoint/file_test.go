@@ -305,9 +305,7 @@ func TestSaveErrors(t *testing.T) {
 func TestClose(t *testing.T) {
 	f, _ := openTemp(t)
 	ctx := t.Context()
-	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1"}); err != nil {
-		t.Fatal(err)
-	}
+	saveSeqs(t, f, 1, 1)
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -428,14 +426,7 @@ func TestOpenFileCorrupt(t *testing.T) {
 	boltFile := func(t *testing.T, fill func(tx *bolt.Tx) error) []byte {
 		t.Helper()
 		path := filepath.Join(t.TempDir(), "raw.db")
-		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := db.Update(fill); err != nil {
-			t.Fatal(err)
-		}
-		db.Close()
+		writeBolt(t, path, fill)
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -761,32 +752,11 @@ func TestOpenFileTornTail(t *testing.T) {
 // current format.
 func TestOpenFileConvertsBolt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	want := map[string]map[string]event.Position{
 		"orders":   {"shardId-000000000000": {Seq: "4959033827149025660855969"}, "shardId-000000000001": {Seq: "77", Finished: true}},
 		"payments": {"shardId-000000000003": {Finished: true}},
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for m, shards := range want {
-			b, err := tx.CreateBucket([]byte(m))
-			if err != nil {
-				return err
-			}
-			for s, p := range shards {
-				if err := b.Put([]byte(s), encode(p)); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	writeBolt(t, path, boltPositions(want))
 
 	ctx := t.Context()
 	check := func(f *File) {
@@ -906,9 +876,7 @@ func TestCompaction(t *testing.T) {
 func TestSaveAfterFailedWrite(t *testing.T) {
 	f, path := openTemp(t)
 	ctx := t.Context()
-	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1"}); err != nil {
-		t.Fatal(err)
-	}
+	saveSeqs(t, f, 1, 1)
 	before, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -1017,9 +985,7 @@ func TestOpenLockedReplacedWhileOpening(t *testing.T) {
 func TestGrowFailureKeepsAppending(t *testing.T) {
 	f, path := openTemp(t)
 	ctx := t.Context()
-	if err := f.Save(ctx, "m", "s", event.Position{Seq: "1"}); err != nil {
-		t.Fatal(err)
-	}
+	saveSeqs(t, f, 1, 1)
 	before, _ := os.Stat(path)
 	rw := f.file
 	ro, err := os.Open(path) // writes to it fail
@@ -1171,20 +1137,7 @@ func TestFrameHeadsWithinSectors(t *testing.T) {
 // the error does not say corrupt, and the file is left as it was.
 func TestConvertBoltWithoutRoom(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucket([]byte("m"))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte("s"), encode(event.Position{Seq: "5"}))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	writeBolt(t, path, boltPositions(map[string]map[string]event.Position{"m": {"s": {Seq: "5"}}}))
 	before, _ := os.ReadFile(path)
 	failCreate(t)
 	f, err := OpenFile(path)
@@ -1365,6 +1318,37 @@ func TestRemoveStaleOnlyInItsFolder(t *testing.T) {
 	f.Close()
 	if _, err := os.Stat(victim); err != nil {
 		t.Fatalf("opening %s removed %s: %v", filepath.Join(d, "d*", "cp"), victim, err)
+	}
+}
+
+// writeBolt writes a bbolt file at path, as an older esmd did, filled by fill.
+func writeBolt(t *testing.T, path string, fill func(tx *bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(fill); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// boltPositions fills a bbolt file with positions, a bucket per mapping.
+func boltPositions(state map[string]map[string]event.Position) func(tx *bolt.Tx) error {
+	return func(tx *bolt.Tx) error {
+		for m, shards := range state {
+			b, err := tx.CreateBucket([]byte(m))
+			if err != nil {
+				return err
+			}
+			for s, p := range shards {
+				if err := b.Put([]byte(s), encode(p)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	}
 }
 

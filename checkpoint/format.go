@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/esmd-dev/esmd/event"
 )
 
 // The file is a log. It starts with a header, and then holds frames, each
@@ -72,12 +74,21 @@ func checkHeader(b []byte) error {
 
 // appendEntry appends one entry to a frame's payload.
 func appendEntry(b []byte, mappingName, shard string, val []byte) []byte {
+	return append(appendEntryHead(b, mappingName, shard, len(val)), val...)
+}
+
+// appendPosition appends the entry of p, encoded, to a frame's payload.
+func appendPosition(b []byte, mappingName, shard string, p event.Position) []byte {
+	b = appendEntryHead(b, mappingName, shard, encodedLen(p))
+	return appendEncoded(b, p)
+}
+
+func appendEntryHead(b []byte, mappingName, shard string, valLen int) []byte {
 	b = binary.AppendUvarint(b, uint64(len(mappingName)))
 	b = append(b, mappingName...)
 	b = binary.AppendUvarint(b, uint64(len(shard)))
 	b = append(b, shard...)
-	b = binary.AppendUvarint(b, uint64(len(val)))
-	return append(b, val...)
+	return binary.AppendUvarint(b, uint64(valLen))
 }
 
 // entryLen is the length appendEntry adds.
@@ -151,17 +162,17 @@ type scanned struct {
 // the file is damaged and scan fails.
 func scan(b []byte, apply func(mappingName, shard string, val []byte) error) (scanned, error) {
 	off := headerLen
+	at := frameStart(b, off)
 	for {
-		at := frameStart(b, off)
 		payload, next, ok := frameAt(b, at)
 		if !ok {
 			break
 		}
-		off = at
 		if err := readEntries(payload, apply); err != nil {
-			return scanned{}, fmt.Errorf("frame at byte %d: %w", off, err)
+			return scanned{}, fmt.Errorf("frame at byte %d: %w", at, err)
 		}
 		off = next
+		at = frameStart(b, off)
 	}
 	s := scanned{end: off}
 	rest := b[off:]
@@ -182,7 +193,6 @@ func scan(b []byte, apply func(mappingName, shard string, val []byte) error) (sc
 		// after zeros. The file never grows inside a frame's write
 		// (File.append), so a frame that the end of the file cuts was cut
 		// afterwards.
-		at := frameStart(b, off)
 		head := b[at:]
 		if len(head) < frameHeadLen {
 			return scanned{}, fmt.Errorf("the file ends inside the frame at byte %d (truncated)", at)

@@ -119,11 +119,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	f2, err := OpenFile(path)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer f2.Close()
+	f2 := mustOpen(t, path)
 	for _, tc := range tests {
 		got, err := f2.Load(ctx, tc.mapping, tc.shard)
 		if err != nil {
@@ -162,11 +158,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 func TestOpenFileCreatesPrivateFileAndFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	path := filepath.Join(dir, "cp.db")
-	f, err := OpenFile(path)
-	if err != nil {
-		t.Fatalf("OpenFile: %v", err)
-	}
-	defer f.Close()
+	f := mustOpen(t, path)
 	for _, c := range []struct {
 		path string
 		mode os.FileMode
@@ -258,11 +250,7 @@ func TestSaveConcurrentShards(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f2, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f2.Close()
+	f2 := mustOpen(t, path)
 	check(f2)
 }
 
@@ -347,11 +335,7 @@ func TestCloseDuringSaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
-	f2, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f2.Close()
+	f2 := mustOpen(t, path)
 	for w := range len(ok) {
 		p, err := f2.Load(ctx, "m", fmt.Sprint(w))
 		if err != nil {
@@ -855,11 +839,7 @@ func TestCompaction(t *testing.T) {
 		t.Errorf("rewrite left files behind: %v", stale)
 	}
 	f.Close()
-	g, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := mustOpen(t, path)
 	all, err := g.All(ctx, "m")
 	if err != nil {
 		t.Fatal(err)
@@ -897,11 +877,7 @@ func TestSaveAfterFailedWrite(t *testing.T) {
 		t.Error("the file was appended to, not rewritten")
 	}
 	f.Close()
-	g, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := mustOpen(t, path)
 	all, _ := g.All(ctx, "m")
 	if diff := cmp.Diff(map[string]event.Position{"s": {Seq: "1"}, "t": {Seq: "2"}}, all); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -1254,11 +1230,7 @@ func TestOpenFileRelativeLinkThroughLinkedFolder(t *testing.T) {
 	if b, err := os.ReadFile(path); err != nil || len(b) == 0 {
 		t.Fatalf("kernel resolves %s to the file: %v", path, err)
 	}
-	g, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
+	g := mustOpen(t, path)
 	p, _ := g.Load(context.Background(), "m", "s")
 	if p.Seq != "42" {
 		t.Fatalf("opened %s (real %s): position %q, want 42", path, g.real, p.Seq)

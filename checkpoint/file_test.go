@@ -70,6 +70,7 @@ func wantLocked(t testing.TB, path, when string) {
 
 func TestSaveLoadRoundTrip(t *testing.T) {
 	long := strings.Repeat("9", 128)
+	pinned := time.Date(2026, 12, 3, 19, 46, 4, 123_000_000, time.UTC)
 	tests := []struct {
 		name    string
 		mapping string
@@ -95,6 +96,12 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		{name: "zero position", mapping: "m4", shard: "s",
 			saves: []event.Position{{Seq: "3"}, {}}, want: event.Position{}},
 		{name: "never saved", mapping: "m5", shard: "s", want: event.Position{}},
+		{name: "since", mapping: "m6", shard: "s1",
+			saves: []event.Position{{Since: pinned}}, want: event.Position{Since: pinned}},
+		{name: "since, then a seq", mapping: "m6", shard: "s2",
+			saves: []event.Position{{Since: pinned}, {Seq: "12"}}, want: event.Position{Seq: "12"}},
+		{name: "since, finished", mapping: "m6", shard: "s3",
+			saves: []event.Position{{Since: pinned}, {Since: pinned, Finished: true}}, want: event.Position{Since: pinned, Finished: true}},
 	}
 	f, path := openTemp(t)
 	ctx := t.Context()
@@ -150,8 +157,30 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Mappings: %v", err)
 	}
-	if diff := cmp.Diff([]string{"m1", "m2", "m3", "m4"}, names); diff != "" {
+	if diff := cmp.Diff([]string{"m1", "m2", "m3", "m4", "m6"}, names); diff != "" {
 		t.Errorf("Mappings (-want +got):\n%s", diff)
+	}
+}
+
+// TestDecodeRefuses: position values this esmd cannot read are errors, never
+// a misread position.
+func TestDecodeRefuses(t *testing.T) {
+	tests := []struct {
+		name, val, want string
+	}{
+		{"empty", "", "empty position value"},
+		{"no flags", "\x01", "too short"},
+		{"unknown flag", "\x01\x04123", "unknown flags 0x4"},
+		{"since cut short", "\x01\x02\x00\x00\x01", "too short for its since time"},
+		{"unknown version", "\x02\x00", "unknown encoding version 2"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := decode([]byte(tc.val))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("decode(%q) = %+v, %v; want an error saying %q", tc.val, p, err, tc.want)
+			}
+		})
 	}
 }
 

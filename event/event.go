@@ -79,13 +79,19 @@ type Shard struct {
 // Position is a checkpoint: the sequence number up to which a shard is done
 // (successfully or by discard), or Finished when the shard was read to its end
 // and every record was resolved.
+//
+// Since, with no Seq, is where a shard first opened at LATEST began, before
+// any of its records was done: a restart reads on from that time
+// (AT_TIMESTAMP) rather than from a new LATEST, which would skip what was put
+// while esmd was down. It is a little before the LATEST the reader got.
 type Position struct {
-	Seq      string `json:"seq,omitempty"`
-	Finished bool   `json:"finished,omitempty"`
+	Seq      string    `json:"seq,omitempty"`
+	Finished bool      `json:"finished,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
 }
 
 // IsZero reports that the position names no checkpoint.
-func (p Position) IsZero() bool { return p.Seq == "" && !p.Finished }
+func (p Position) IsZero() bool { return p.Seq == "" && !p.Finished && p.Since.IsZero() }
 
 // StartType is where a reader without a checkpoint starts.
 type StartType string

@@ -260,13 +260,16 @@ func (r *Runner) startReady(ctx context.Context, shards map[string]*shardState, 
 }
 
 // startFor picks where a shard without a finished checkpoint begins: after
-// its checkpoint; at the configured starting position when the mapping saw
-// it first and read none of its parents; otherwise (a child of a reshard) at
-// TRIM_HORIZON, so that no record of it is skipped.
+// its checkpoint; at the time a LATEST start was pinned to (see
+// event.Position.Since); at the configured starting position when the
+// mapping saw it first and read none of its parents; otherwise (a child of
+// a reshard) at TRIM_HORIZON, so that no record of it is skipped.
 func (r *Runner) startFor(st *shardState, parentSeen bool) event.Start {
 	switch {
 	case st.cp.Seq != "":
 		return event.Start{Type: event.AfterSequence, Seq: st.cp.Seq}
+	case !st.cp.Since.IsZero():
+		return event.Start{Type: event.AtTimestamp, Timestamp: st.cp.Since}
 	case st.initial && !parentSeen:
 		return r.cfg.StartingPosition
 	default:

@@ -183,7 +183,17 @@ func (w *worker) waitLead(ctx context.Context, lane int) bool {
 // run reads the shard until it ends, the mapping drains, or ctx is
 // cancelled, then waits for the lanes and saves the final checkpoint.
 func (w *worker) run(ctx context.Context) exit {
-	w.log.Info("shard started", "start", w.start.Type, "start_seq", w.start.Seq)
+	if w.start.Type == event.Latest {
+		w.pinLatest(ctx)
+	}
+	attrs := []any{"start", w.start.Type}
+	if w.start.Seq != "" {
+		attrs = append(attrs, "start_seq", w.start.Seq)
+	}
+	if !w.start.Timestamp.IsZero() {
+		attrs = append(attrs, "start_time", w.start.Timestamp)
+	}
+	w.log.Info("shard started", attrs...)
 	var lanes sync.WaitGroup
 	for _, l := range w.lanes {
 		lanes.Add(1)
@@ -554,6 +564,31 @@ func (w *worker) save(ctx context.Context, finished bool) bool {
 	w.tr.markSaved(idx)
 	return true
 }
+
+// pinLatest saves, before a shard without a checkpoint is first opened at
+// LATEST, the time it starts from (less latestSlack) as its checkpoint.
+// Until one of its records is done, a restart then reads on from that time
+// instead of taking a new LATEST, which would skip every record put while
+// esmd was down, and also those it had read but not yet finished.
+func (w *worker) pinLatest(ctx context.Context) {
+	p := event.Position{Since: time.Now().Add(-latestSlack).Truncate(time.Millisecond).UTC()}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.r.deps.Checkpointer.Save(ctx, w.r.cfg.Name, w.shard.ID, p); err != nil {
+		w.r.stats.CheckpointErrors.Add(1)
+		w.log.Error("saving where LATEST began failed; until a record of the shard is done, a restart starts at a new LATEST and skips what was put meanwhile",
+			"since", p.Since, "err", err)
+		return
+	}
+	w.r.stats.CheckpointSaves.Add(1)
+}
+
+// latestSlack moves a pinned LATEST back in time, as the sources do for
+// reopened readers: a server refuses an AT_TIMESTAMP in its future, which a
+// clock a little ahead of its own would ask for. A restart may then also
+// read records put up to this long before the shard was first opened: more
+// than LATEST gives, never fewer.
+const latestSlack = time.Second
 
 // saveFinal writes the last checkpoint with its own short deadline, so that
 // it is written even after a hard stop.

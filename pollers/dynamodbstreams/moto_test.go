@@ -441,6 +441,41 @@ func TestMotoLatest(t *testing.T) {
 	}
 }
 
+// TestMotoAtTimestamp: DynamoDB Streams has no AT_TIMESTAMP, which the
+// engine asks for to restart a shard pinned at LATEST. The reader reads from
+// TRIM_HORIZON and skips what was created before the timestamp's second;
+// records of that second itself are kept, since creation times are whole
+// seconds.
+func TestMotoAtTimestamp(t *testing.T) {
+	db, st, arn := motoTable(t)
+	table := tableOf(arn)
+	putN(t, db, table, "old", 0, 3)
+	s := motoSource(t, st, arn)
+	old := readN(t, s, event.Start{Type: event.TrimHorizon}, 3)
+	created := old[2].Arrival
+	// Wait for the next second, so that the next items are created in it.
+	cut := created.Truncate(time.Second).Add(time.Second)
+	<-time.After(time.Until(cut) + 10*time.Millisecond)
+	putN(t, db, table, "new", 3, 5)
+	cases := []struct {
+		name string
+		at   time.Time
+		want []string
+	}{
+		{"after the old items' second", cut, []string{"3", "4"}},
+		{"within the old items' second", created.Add(time.Millisecond), []string{"0", "1", "2", "3", "4"}},
+		{"before everything", created.Add(-time.Hour), []string{"0", "1", "2", "3", "4"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := readN(t, s, event.Start{Type: event.AtTimestamp, Timestamp: c.at}, len(c.want))
+			if d := cmp.Diff(c.want, sks(t, got)); d != "" {
+				t.Fatalf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
 func TestMotoResumeFromSequence(t *testing.T) {
 	db, st, arn := motoTable(t)
 	putN(t, db, tableOf(arn), "p", 0, 5)

@@ -34,6 +34,9 @@ type reader struct {
 	// resume is where a new iterator starts: the reader's start until a
 	// record was read, then just after the last record returned.
 	resume event.Start
+	// since, when set, skips the records created before it, until the
+	// first one that is not (an AT_TIMESTAMP start; see Open).
+	since time.Time
 	// next is the earliest time of the next poll.
 	next time.Time
 	// ended is set when the shard has no more records: the next Read returns
@@ -145,6 +148,7 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		if n := len(res.Records); n > 0 {
 			r.resume = event.Start{Type: event.AfterSequence, Seq: res.Records[n-1].Seq}
 			r.next = time.Time{}
+			res.Records = r.skipEarlier(res.Records)
 		} else {
 			r.next = time.Now().Add(r.src.pollInterval)
 		}
@@ -157,6 +161,25 @@ func (r *reader) Read(ctx context.Context) (mapping.ReadResult, error) {
 		}
 		return res, nil
 	}
+}
+
+// skipEarlier drops the leading records created before r.since, and
+// stops skipping at the first record that was not.
+func (r *reader) skipEarlier(recs []event.Record) []event.Record {
+	if r.since.IsZero() {
+		return recs
+	}
+	k := 0
+	for k < len(recs) && recs[k].Arrival.Before(r.since) {
+		k++
+	}
+	if k < len(recs) {
+		r.since = time.Time{}
+	}
+	if k > 0 {
+		r.log.Debug("dynamodb streams: skipped records created before the start time", "records", k)
+	}
+	return recs[k:]
 }
 
 // Close releases the reader. Read fails after Close.

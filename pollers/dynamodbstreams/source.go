@@ -321,11 +321,16 @@ func (s *Source) wrapGone(op string, err error) error {
 }
 
 // Open returns a reader of shard sh that begins at start: TRIM_HORIZON,
-// LATEST, AFTER_SEQUENCE_NUMBER or AT_SEQUENCE_NUMBER (DynamoDB has no
-// AT_TIMESTAMP). It gets the first iterator before it returns, retrying
-// throttling and server errors until ctx ends. A start sequence number that
-// is past retention falls back to TRIM_HORIZON, with a warning.
+// LATEST, AFTER_SEQUENCE_NUMBER or AT_SEQUENCE_NUMBER. DynamoDB Streams has
+// no AT_TIMESTAMP, and mappings cannot ask for one; the engine does, to
+// restart a shard first opened at LATEST from where it began (see
+// event.Position.Since). The reader then reads from TRIM_HORIZON and skips
+// the records created before that second. It gets the first iterator
+// before it returns, retrying throttling and server errors until ctx ends.
+// A start sequence number that is past retention falls back to
+// TRIM_HORIZON, with a warning.
 func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (mapping.ShardReader, error) {
+	var since time.Time
 	switch start.Type {
 	case event.TrimHorizon, event.Latest:
 	case event.AfterSequence, event.AtSequence:
@@ -333,7 +338,13 @@ func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (m
 			return nil, fmt.Errorf("dynamodb streams %s: shard %s: %s needs a sequence number", s.arn, sh.ID, start.Type)
 		}
 	case event.AtTimestamp:
-		return nil, fmt.Errorf("dynamodb streams %s: shard %s: AT_TIMESTAMP is not a DynamoDB Streams starting position", s.arn, sh.ID)
+		if start.Timestamp.IsZero() {
+			return nil, fmt.Errorf("dynamodb streams %s: shard %s: AT_TIMESTAMP without a timestamp", s.arn, sh.ID)
+		}
+		// Creation times are whole seconds: keep the whole second the
+		// timestamp falls in.
+		since = start.Timestamp.Truncate(time.Second)
+		start = event.Start{Type: event.TrimHorizon}
 	default:
 		return nil, fmt.Errorf("dynamodb streams %s: shard %s: unknown starting position %q", s.arn, sh.ID, start.Type)
 	}
@@ -341,6 +352,7 @@ func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (m
 		src:    s,
 		shard:  sh.ID,
 		resume: start,
+		since:  since,
 		log:    s.log.With("shard", sh.ID),
 		retry:  newRetry(),
 	}

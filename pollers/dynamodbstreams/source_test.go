@@ -319,7 +319,12 @@ func TestOpenStartingPositions(t *testing.T) {
 		{name: "latest", start: event.Start{Type: event.Latest}, wantType: "LATEST", want: nil},
 		{name: "after", start: event.Start{Type: event.AfterSequence, Seq: seqOf(0, 1)}, wantType: "AFTER_SEQUENCE_NUMBER", want: seqRange(0, 2, 5)},
 		{name: "at", start: event.Start{Type: event.AtSequence, Seq: seqOf(0, 1)}, wantType: "AT_SEQUENCE_NUMBER", want: seqRange(0, 1, 5)},
-		{name: "at timestamp", start: event.Start{Type: event.AtTimestamp, Timestamp: time.Now()}, wantErr: "AT_TIMESTAMP is not a DynamoDB Streams starting position"},
+		// No AT_TIMESTAMP in DynamoDB Streams: TRIM_HORIZON, skipping the
+		// records created before the timestamp's second.
+		{name: "at timestamp", start: event.Start{Type: event.AtTimestamp, Timestamp: time.Unix(1700000002, 600e6)}, wantType: "TRIM_HORIZON", want: seqRange(0, 2, 5)},
+		{name: "at timestamp before all", start: event.Start{Type: event.AtTimestamp, Timestamp: time.Unix(1600000000, 0)}, wantType: "TRIM_HORIZON", want: seqRange(0, 0, 5)},
+		{name: "at timestamp after all", start: event.Start{Type: event.AtTimestamp, Timestamp: time.Now()}, wantType: "TRIM_HORIZON", want: nil},
+		{name: "at timestamp without time", start: event.Start{Type: event.AtTimestamp}, wantErr: "AT_TIMESTAMP without a timestamp"},
 		{name: "after without seq", start: event.Start{Type: event.AfterSequence}, wantErr: "needs a sequence number"},
 		{name: "unknown", start: event.Start{Type: "SOMEWHERE"}, wantErr: "unknown starting position"},
 	}

@@ -16,6 +16,7 @@ func testEnv(name string) (string, bool) {
 		"SQS_ENDPOINT": "http://127.0.0.1:5000",
 		"FN_PORT":      "8080",
 		"API_KEY":      "api-key-secret",
+		"EMPTY":        "",
 	}[name]
 	return v, ok
 }
@@ -59,6 +60,14 @@ var badConfigs = map[string][]string{
 		"mappings[4].DestinationConfig.OnFailure.Destination (line 23): \"arn:aws:s3:us-east-1:123456789012:bucket\": expected an S3 bucket ARN arn:aws:s3:::BUCKET",
 		"mappings[5].DestinationConfig.OnFailure.Destination (line 27): \"failures.jsonl\" is not a supported destination: expected an SQS queue ARN (arn:aws:sqs:REGION:ACCOUNT:QUEUE), an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC), an S3 bucket ARN (arn:aws:s3:::BUCKET), kafka://HOST:PORT[,HOST:PORT]/TOPIC, nats://HOST:PORT/SUBJECT, file:///PATH.jsonl or an http(s):// URL",
 		"mappings[6].DestinationConfig.OnFailure.Destination (line 31): \"kafka://broker/topic\": broker \"broker\": expected HOST:PORT",
+	},
+	"empty-values": {
+		"checkpoints.file.path (line 4): is empty; give the path of the checkpoint file, or leave the key out for the default ./esmd-state/checkpoints.db",
+		"mappings[0].DestinationConfig.OnFailure.Destination (line 9): is empty; give the destination's ARN or URL, or leave OnFailure out to drop given-up batches with an error log",
+		"mappings[1].DestinationConfig.OnFailure.Destination (line 13): is empty; give the destination's ARN or URL, or leave OnFailure out to drop given-up batches with an error log",
+	},
+	"two-documents": {
+		"line 7: two-documents.bad.yaml holds more than one YAML document (a --- line starts another); esmd reads one: put every section and mapping in a single document",
 	},
 	"duplicate-keys": {
 		"mappings[0].BatchSize (line 8): key \"BatchSize\" appears twice",
@@ -303,6 +312,29 @@ func TestBadConfigs(t *testing.T) {
 	for name := range badConfigs {
 		if !seen[name] {
 			t.Errorf("badConfigs has %q but there is no testdata/%s.bad.yaml", name, name)
+		}
+	}
+}
+
+// TestSecondDocument: a file is one YAML document, with or without the
+// markers around it; a second document is reported at its --- line.
+func TestSecondDocument(t *testing.T) {
+	tests := []struct {
+		yaml string
+		line int
+	}{
+		{"a: 1\n", 0},
+		{"---\na: 1\n", 0},
+		{"a: 1\n---\n", 0},
+		{"a: 1\n---\n# only a comment\n", 0},
+		{"---\na: 1\n...\n", 0},
+		{"a: 1\n---\n~\n", 0},
+		{"a: 1\n---\nb: 2\n", 2},
+		{"---\na: 1\n---\n- b\n", 3},
+	}
+	for _, tc := range tests {
+		if got := secondDocument([]byte(tc.yaml)); got != tc.line {
+			t.Errorf("secondDocument(%q) = %d, want %d", tc.yaml, got, tc.line)
 		}
 	}
 }

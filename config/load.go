@@ -44,6 +44,12 @@ func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*C
 		p.list = append(p.list, syntaxError(filename, err))
 		return nil, p.list
 	}
+	if line := secondDocument(data); line > 0 {
+		// yaml.Unmarshal reads the first document only: the mappings of
+		// the others would never run, without a word.
+		p.list = append(p.list, &ConfigError{Line: line, Msg: filename + " holds more than one YAML document (a --- line starts another); esmd reads one: put every section and mapping in a single document"})
+		return nil, p.list
+	}
 	var root *yaml.Node
 	if len(doc.Content) > 0 {
 		root = doc.Content[0]
@@ -82,6 +88,24 @@ func Parse(data []byte, filename string, getenv func(string) (string, bool)) (*C
 		return nil, p.list
 	}
 	return &cfg, nil
+}
+
+// secondDocument returns the line where a second YAML document of data
+// starts, or 0 when data holds one document (or none). An empty document
+// after a trailing --- counts as none.
+func secondDocument(data []byte) int {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var first, second yaml.Node
+	if dec.Decode(&first) != nil {
+		return 0
+	}
+	if err := dec.Decode(&second); err != nil || len(second.Content) == 0 {
+		return 0
+	}
+	if n := second.Content[0]; n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
+		return 0
+	}
+	return max(second.Line, 1)
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

@@ -261,7 +261,11 @@ func (c *Config) checkCheckpoints(p *problems) {
 	if ck.File == nil {
 		ck.File = &FileCheckpoints{}
 	}
-	if ck.File.Path == "" {
+	if _, given := p.lines["checkpoints.file.path"]; given && ck.File.Path == "" {
+		// Most likely a ${VAR} that is set but empty: the default, relative
+		// to the working folder, may be a container's throwaway layer.
+		p.add("checkpoints.file.path", "is empty; give the path of the checkpoint file, or leave the key out for the default %s", DefaultCheckpointPath)
+	} else if ck.File.Path == "" {
 		ck.File.Path = DefaultCheckpointPath
 	} else if strings.HasSuffix(ck.File.Path, "/") {
 		p.add("checkpoints.file.path", "%q names a folder; give the path of a file in it", ck.File.Path)
@@ -393,7 +397,12 @@ func (m *Mapping) check(p *problems, base string, fns map[string]Function, known
 		if dc.OnSuccess != nil {
 			p.add(at("DestinationConfig.OnSuccess"), "on-success destinations are not supported; only OnFailure is")
 		}
-		if dc.OnFailure != nil && dc.OnFailure.Destination != "" {
+		if dc.OnFailure != nil && dc.OnFailure.Destination == "" {
+			// Most likely a ${VAR} that is set but empty. Without a
+			// destination, given-up batches are dropped: never so by
+			// accident.
+			p.add(at("DestinationConfig.OnFailure.Destination"), "is empty; give the destination's ARN or URL, or leave OnFailure out to drop given-up batches with an error log")
+		} else if dc.OnFailure != nil {
 			if d, err := ParseDestination(dc.OnFailure.Destination); err != nil {
 				p.add(at("DestinationConfig.OnFailure.Destination"), "%v", err)
 			} else {

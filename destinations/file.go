@@ -1,6 +1,7 @@
 package destinations
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/mapping"
@@ -20,7 +22,10 @@ import (
 // that returned nil is on disk and the file can be rotated (moved away) at
 // any time. The file is created with mode 0600 and its missing parent
 // directories with 0700. It is safe for concurrent use; writes from one
-// process never interleave.
+// process never interleave, and esmd processes sharing a file lock it
+// (flock) while they append. A line left without its newline by a writer
+// killed mid-write is cut off, with a warning, by the next Send: its own
+// Send never returned, so its record is written again.
 type File struct {
 	path string
 	log  *slog.Logger
@@ -86,13 +91,27 @@ func (d *File) append(line []byte) (err error) {
 			err = cerr
 		}
 	}()
+	// esmd processes sharing the file take turns, so that a line without
+	// its newline below can only be a killed writer's. The lock goes with
+	// the descriptor, at Close.
+	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
 	st, err := fh.Stat()
 	if err != nil {
 		return err
 	}
+	size, err := cutPartialLine(fh, st.Size())
+	if err != nil {
+		return fmt.Errorf("check the last line: %w", err)
+	}
+	if size < st.Size() {
+		d.log.Warn("destination file ended in a partial line, left by a writer killed mid-write; cut it off so that the file holds whole lines only. Its Send never returned, so its batch is given up again and its record written anew",
+			"bytes_cut", st.Size()-size)
+	}
 	if _, err := fh.Write(line); err != nil {
 		// Best effort: drop the partial line so the next one starts clean.
-		_ = fh.Truncate(st.Size())
+		_ = fh.Truncate(size)
 		return err
 	}
 	if err := fh.Sync(); err != nil {
@@ -105,10 +124,34 @@ func (d *File) append(line []byte) (err error) {
 	return nil
 }
 
+// cutPartialLine truncates fh, of size bytes, after its last newline when
+// it does not end in one, and returns its size then.
+func cutPartialLine(fh *os.File, size int64) (int64, error) {
+	var buf [64 << 10]byte
+	end := size
+	for end > 0 {
+		n := min(end, int64(len(buf)))
+		chunk := buf[:n]
+		if _, err := fh.ReadAt(chunk, end-n); err != nil {
+			return size, err
+		}
+		if end == size && chunk[n-1] == '\n' {
+			return size, nil // the usual case: one byte looked at
+		}
+		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
+			end = end - n + int64(i) + 1
+			break
+		}
+		end -= n
+	}
+	return end, fh.Truncate(end)
+}
+
 // open opens the file for appending, creating it and its parents when
 // missing, and reports whether it was created.
 func (d *File) open() (*os.File, bool, error) {
-	const flags = os.O_WRONLY | os.O_APPEND
+	// Read as well: append looks at the last line.
+	const flags = os.O_RDWR | os.O_APPEND
 	fh, err := os.OpenFile(d.path, flags, 0)
 	if err == nil {
 		return fh, false, nil

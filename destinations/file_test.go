@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -152,3 +154,52 @@ func TestFileErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestFilePartialLine: a writer killed mid-write leaves a line without its
+// newline. The next Send cuts it off, so that the file holds whole lines
+// only and the new record is a line of its own, and warns.
+func TestFilePartialLine(t *testing.T) {
+	whole := "{\"old\":1}\n{\"old\":2}\n"
+	big := strings.Repeat("x", 200<<10) // the fragment spans several reads
+	tests := []struct {
+		name, before, kept string
+	}{
+		{"whole lines", whole, whole},
+		{"a fragment after whole lines", whole + `{"requestContext":{"requestId":"cut`, whole},
+		{"a long fragment", whole + `{"pad":"` + big, whole},
+		{"a long line, then a fragment", `{"pad":"` + big + "\"}\n" + `{"cut`, `{"pad":"` + big + "\"}\n"},
+		{"only a fragment", `{"cut`, ""},
+		{"empty", "", ""},
+	}
+	line := string(goldenBytes(t, "kinesis_failure.golden.json")) + "\n"
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "failures.jsonl")
+			if err := os.WriteFile(path, []byte(tc.before), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			d, err := NewFile("file://"+path, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Send(t.Context(), testFailure()); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tc.kept + line; string(got) != want {
+				t.Errorf("the file holds %d bytes ending %q, want %d ending %q", len(got), tail(got), len(want), tail([]byte(want)))
+			}
+			cut := len(tc.before) - len(tc.kept)
+			warned := strings.Contains(logs.String(), "partial line") && strings.Contains(logs.String(), "bytes_cut="+strconv.Itoa(cut))
+			if warned != (cut > 0) {
+				t.Errorf("cut %d bytes; log:\n%s", cut, logs.String())
+			}
+		})
+	}
+}
+
+func tail(b []byte) []byte { return b[max(0, len(b)-40):] }

@@ -151,7 +151,7 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint file %s: %w", path, err)
 	}
-	file, err := openLocked(real, o.lockTimeout)
+	file, created, err := openLocked(real, o.lockTimeout)
 	switch {
 	case errors.Is(err, errLockTimeout):
 		return nil, fmt.Errorf("checkpoint file %s: %w (is another esmd running with this file?): gave up after %s",
@@ -168,8 +168,7 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 		live:      int64(frameHeadLen),
 		compactAt: o.compactAt,
 	}
-	created, err := f.load()
-	if err != nil {
+	if err := f.load(created); err != nil {
 		_ = f.file.Close() // the new file, if load rewrote it
 		return nil, fmt.Errorf("checkpoint file %s: %w", path, err)
 	}
@@ -184,22 +183,26 @@ func OpenFile(path string, opts ...Option) (*File, error) {
 // tore, makes the size and the name of the file durable, and finds out
 // now, not at the first compaction hours later, when the file cannot be
 // replaced in its folder.
-func (f *File) load() (created bool, err error) {
+//
+// created says that openLocked has just made the file. An empty file it did
+// not make is refused: esmd never leaves one (see create), so it was
+// emptied, and taking it for a new file would start every shard over.
+func (f *File) load(created bool) error {
 	removeStale(f.real)
 	fi, err := f.file.Stat()
 	if err != nil {
-		return false, fmt.Errorf("stat: %w", f.pathErr(err))
+		return fmt.Errorf("stat: %w", f.pathErr(err))
 	}
-	created = fi.Size() == 0
-	if !created {
-		if err := f.read(fi.Size()); err != nil {
-			return false, err
-		}
+	if fi.Size() == 0 && !created {
+		return corrupt(errors.New("the file is empty, which esmd never leaves it: it was truncated or replaced"))
+	}
+	if err := f.read(fi.Size()); err != nil {
+		return err
 	}
 	if err := f.rewrite(nil); err != nil {
-		return false, fmt.Errorf("%w; esmd writes this file by renaming a new one over it: give esmd a folder it can write, and mount the folder, not the file alone, into a container", err)
+		return fmt.Errorf("%w; %s", err, replaceHint)
 	}
-	return created, nil
+	return nil
 }
 
 // read loads the positions of a file of size bytes.
@@ -250,6 +253,10 @@ func (f *File) read(size int64) error {
 	}
 	return nil
 }
+
+// replaceHint says what to do when esmd cannot put a new file beside the
+// checkpoint file.
+const replaceHint = "esmd writes this file by renaming a new one over it: give esmd a folder it can write, and mount the folder, not the file alone, into a container"
 
 // corrupt wraps err, about a damaged file, in ErrCorrupt.
 func corrupt(err error) error {

@@ -184,6 +184,31 @@ func TestDecodeRefuses(t *testing.T) {
 	}
 }
 
+// TestCreateLeavesAWholeFile: a new file gets its name only once it holds
+// a header, so a crash right after the creation leaves a file that opens as
+// new, and no temporary file is left.
+func TestCreateLeavesAWholeFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "cp.db")
+	fh, created, err := openLocked(path, time.Second)
+	if err != nil || !created {
+		t.Fatalf("openLocked of a new file: created %t, %v", created, err)
+	}
+	fh.Close() // a crash before load's rewrite
+	b, err := os.ReadFile(path)
+	if err != nil || checkHeader(b) != nil || len(b) != headerLen {
+		t.Fatalf("the new file holds %d bytes (%v); want a header alone", len(b), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the folder holds %d entries, want the file alone", len(entries))
+	}
+	f := mustOpen(t, path)
+	if all, err := f.All(t.Context(), "m"); err != nil || len(all) != 0 {
+		t.Errorf("All = %v, %v; want no positions", all, err)
+	}
+	f.Close()
+}
+
 func TestOpenFileCreatesPrivateFileAndFolder(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b")
 	path := filepath.Join(dir, "cp.db")
@@ -465,6 +490,9 @@ func TestOpenFileCorrupt(t *testing.T) {
 		wantSub string
 	}{
 		{name: "text file", wantSub: "no esmd checkpoint header", content: func(*testing.T) []byte { return []byte("not a database\n") }},
+		// esmd never leaves a file empty (see create): an empty one was
+		// emptied, and taken for new it would start every shard over.
+		{name: "empty", wantSub: "the file is empty", content: func(*testing.T) []byte { return nil }},
 		{name: "random bytes", content: func(*testing.T) []byte {
 			b := make([]byte, 64*1024)
 			for i := range b {
@@ -971,9 +999,9 @@ func TestOpenLockedReplacedWhileOpening(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() { lockHook = nil })
-	f, err := openLocked(path, time.Second)
-	if err != nil {
-		t.Fatal(err)
+	f, created, err := openLocked(path, time.Second)
+	if err != nil || created {
+		t.Fatalf("openLocked: created %t, %v", created, err)
 	}
 	defer f.Close()
 	if same, err := samePath(f, path); err != nil || !same {

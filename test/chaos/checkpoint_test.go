@@ -170,6 +170,11 @@ func TestCheckpointCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"emptied", func(t *testing.T, path string) {
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"not a checkpoint file", func(t *testing.T, path string) {
 			if err := os.WriteFile(path, []byte(strings.Repeat("not a database\n", 1000)), 0o600); err != nil {
 				t.Fatal(err)

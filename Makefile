@@ -18,7 +18,7 @@ check:
 test:
 	bash test/run.sh $(ARGS)
 
-# quickstart: esmd on its embedded default (a generated stream, an example
+# quickstart: esmd on examples/quickstart.yaml (a generated stream, an example
 # handler, a poison record isolated by bisect); needs nothing but Go.
 quickstart:
 	bash examples/quickstart.sh

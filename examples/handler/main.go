@@ -1,9 +1,12 @@
-// Command handler is the quickstart's example function: an HTTP server that
-// esmd invokes with batches of generated records (a function of kind http).
-// It logs each batch, counts records and duplicates, and fails any batch
-// that holds a poison record, so that esmd bisects it down to that record
-// and, once its retries are spent, writes its failure record to the
-// mapping's on-failure destination.
+// Command handler is the quickstart's example function, which esmd invokes
+// with batches of generated records. It logs each batch, counts records and
+// duplicates, and fails any batch that holds a poison record, so that esmd
+// bisects it down to that record and, once its retries are spent, writes
+// its failure record to the mapping's on-failure destination.
+//
+// Started by a function of kind runtime (AWS_LAMBDA_RUNTIME_API set), as
+// examples/quickstart.yaml does, it is a Lambda function written with
+// aws-lambda-go. Otherwise it is an HTTP server (a function of kind http):
 //
 //	go run ./examples/handler -addr 127.0.0.1:9800 [-expect 4000]
 //
@@ -26,6 +29,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambda/messages"
 
 	"github.com/esmd-dev/esmd/examples/handler/counter"
 )
@@ -50,6 +56,30 @@ func main() {
 				once.Do(func() { fmt.Printf("handler: all %d records seen (%d poison)\n", s.Unique, s.Poison) })
 			}
 		}
+	}
+	if os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" {
+		// Started by a function of kind runtime: serve the Runtime API,
+		// as a Lambda function written with aws-lambda-go does. esmd
+		// stops the process with SIGTERM.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sig
+			out, _ := json.Marshal(h.Stats())
+			fmt.Printf("handler: stopped; counts %s\n", out)
+			os.Exit(0)
+		}()
+		lambda.Start(func(_ context.Context, event json.RawMessage) (json.RawMessage, error) {
+			if err := h.Process(event); err != nil {
+				var fe *counter.Error
+				if errors.As(err, &fe) {
+					return nil, messages.InvokeResponse_Error{Type: fe.Type, Message: fe.Message}
+				}
+				return nil, err
+			}
+			return json.RawMessage(`{"batchItemFailures":[]}`), nil
+		})
+		return
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -6,6 +6,7 @@ package counter
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -67,10 +68,34 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	n, first, last, poison, err := h.Take(body)
-	if err != nil {
-		writeError(w, "BadEvent", err.Error())
+	if err := h.Process(body); err != nil {
+		var fe *Error
+		errors.As(err, &fe)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(fe)
 		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"batchItemFailures":[]}`)
+}
+
+// Error is a failed batch, as Lambda's error body writes it.
+type Error struct {
+	Type    string `json:"errorType"`
+	Message string `json:"errorMessage"`
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// Process takes one batch event: it counts its records and logs the batch.
+// It returns an *Error when the event is not one of generated records, or
+// when it holds a poison record and FailPoison is set: a function error,
+// which esmd retries and bisects.
+func (h *Handler) Process(event []byte) error {
+	n, first, last, poison, err := h.Take(event)
+	if err != nil {
+		return &Error{Type: "BadEvent", Message: err.Error()}
 	}
 	log := h.Logger
 	if log == nil {
@@ -81,18 +106,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.mu.Lock()
 		h.stats.FailedBatches++
 		h.mu.Unlock()
-		writeError(w, "PoisonRecord", "poison record "+poison)
-		return
+		return &Error{Type: "PoisonRecord", Message: "poison record " + poison}
 	}
 	log.Info("batch processed", "records", n, "first", first, "last", last)
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = io.WriteString(w, `{"batchItemFailures":[]}`)
-}
-
-func writeError(w http.ResponseWriter, typ, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusInternalServerError)
-	_ = json.NewEncoder(w).Encode(map[string]string{"errorType": typ, "errorMessage": msg})
+	return nil
 }
 
 // Take counts the records of one event and returns how many it held, the

@@ -22,8 +22,16 @@ type batchItemFailure struct {
 	ItemIdentifier *string `json:"itemIdentifier"`
 }
 
-// firstFailed reads a partial batch response and returns the index in recs of
-// the first record to retry, or len(recs) when the whole batch succeeded.
+// firstFailed reads a partial batch response to recs; see FirstFailed.
+func firstFailed(body []byte, recs []event.Record) (int, error) {
+	return FirstFailed(body, len(recs), func(i int) string { return recs[i].ID })
+}
+
+// FirstFailed reads a partial batch response to a batch of n records, whose
+// itemIdentifiers id gives, and returns the index of the first record to
+// retry, or n when the whole batch succeeded. The engine applies it to
+// every response of a mapping with ReportBatchItemFailures; esmd bench
+// applies it too, to count what the function reported failed.
 //
 // As Lambda does, an empty or null body, a body that is not a JSON object
 // (handlers may return strings), and an empty or null batchItemFailures list
@@ -33,20 +41,20 @@ type batchItemFailure struct {
 // esmd's functions can, so invalid JSON also fails the whole batch rather than
 // risk dropping records. The identifiers are sequence numbers for streams
 // and message ids for SQS; the lowest position named wins.
-func firstFailed(body []byte, recs []event.Record) (int, error) {
+func FirstFailed(body []byte, n int, id func(i int) string) (int, error) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
 		if len(body) > 0 && !json.Valid(body) {
 			return 0, fmt.Errorf("%w: response is not JSON", errMalformedResponse)
 		}
-		return len(recs), nil
+		return n, nil
 	}
 	var resp partialResponse
 	if err := json.Unmarshal(body, &resp); err != nil {
 		return 0, fmt.Errorf("%w: %v", errMalformedResponse, err)
 	}
 	if len(resp.BatchItemFailures) == 0 {
-		return len(recs), nil
+		return n, nil
 	}
 	ids := make(map[string]struct{}, len(resp.BatchItemFailures))
 	for _, raw := range resp.BatchItemFailures {
@@ -60,18 +68,16 @@ func firstFailed(body []byte, recs []event.Record) (int, error) {
 		ids[*f.ItemIdentifier] = struct{}{}
 	}
 	first := -1
-	for i := range recs {
-		if _, ok := ids[recs[i].ID]; ok {
+	for i := range n {
+		if _, ok := ids[id(i)]; ok {
 			if first < 0 {
 				first = i
 			}
-			delete(ids, recs[i].ID)
+			delete(ids, id(i))
 		}
 	}
-	if len(ids) > 0 {
-		for id := range ids {
-			return 0, fmt.Errorf("%w: itemIdentifier %q is not in the batch", errMalformedResponse, id)
-		}
+	for missing := range ids {
+		return 0, fmt.Errorf("%w: itemIdentifier %q is not in the batch", errMalformedResponse, missing)
 	}
 	return first, nil
 }

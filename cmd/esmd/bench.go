@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
+	"net/url"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +40,8 @@ override what the file says.
 // benchOptions are esmd bench's command line.
 type benchOptions struct {
 	configPath, mapping, url string
-	spec                     generator.Spec // overrides: zero fields keep the mapping's
+	spec                     generator.Spec  // overrides, of the flags in set
+	set                      map[string]bool // the flags given, by name
 	records                  int64
 	faults                   faults
 	sweeps                   []sweep
@@ -53,8 +58,30 @@ type sweep struct {
 	values []int
 }
 
+// sweepParam is a setting --sweep may vary, with the values it may take.
+type sweepParam struct {
+	name     string
+	min, max int
+}
+
 // sweepParams are the settings --sweep may vary.
-var sweepParams = []string{"BatchSize", "ParallelizationFactor", "Shards", "MaximumBatchingWindowInSeconds"}
+var sweepParams = []sweepParam{
+	{"BatchSize", 1, 10000},
+	{"ParallelizationFactor", 1, 10},
+	{"Shards", 1, generator.MaxShards},
+	{"MaximumBatchingWindowInSeconds", 0, 300},
+}
+
+func sweepNames() string {
+	names := make([]string, len(sweepParams))
+	for i, p := range sweepParams {
+		names[i] = p.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// logLevels are the values of --log-level.
+var logLevels = []string{"debug", "info", "warn", "error"}
 
 func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool) {
 	o := &benchOptions{maxTime: 10 * time.Minute, logLevel: "error"}
@@ -69,7 +96,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool)
 	fs.StringVar(&o.mapping, "mapping", "", "the mapping `NAME` (esmd.name) to bench; default the first enabled one")
 	fs.StringVar(&o.url, "url", "", "bench the HTTP function at `URL` (without -c)")
 	fs.Int64Var(&o.records, "records", 0, "records to generate (default: the generator's count, else 100000)")
-	fs.Float64Var(&o.spec.Rate, "rate", 0, "target `records/s` (default: the generator's, else as fast as possible)")
+	fs.Float64Var(&o.spec.Rate, "rate", 0, "target `records/s`; 0: as fast as possible (default: the generator's, else 0)")
 	fs.IntVar(&o.spec.Shards, "shards", 0, "shards (default: the generator's, else 4)")
 	fs.IntVar(&o.spec.Keys, "keys", 0, "partition keys (default: the generator's, else 1000)")
 	fs.IntVar(&o.spec.Size, "size", 0, "record data `bytes` (default: the generator's, else 100)")
@@ -88,7 +115,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool)
 	slow := fs.String("slow", "", "`FRACTION:DELAY` of invocations delayed, e.g. 0.1:200ms")
 	fs.Float64Var(&o.faults.Timeout, "timeout", 0, "`fraction` of invocations that time out after the function ran")
 	fs.Float64Var(&o.faults.Duplicate, "duplicate", 0, "`fraction` of invocations delivered twice")
-	fs.Func("sweep", "`PARAM=V1,V2,…` run each value (repeatable; the product of all is run): "+strings.Join(sweepParams, ", "), func(s string) error {
+	fs.Func("sweep", "`PARAM=V1,V2,…` run each value (repeatable; the product of all is run): "+sweepNames(), func(s string) error {
 		sw, err := parseSweep(s)
 		if err == nil {
 			o.sweeps = append(o.sweeps, sw)
@@ -105,6 +132,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool)
 		}
 		return nil, exitUsage, false
 	}
+	// A flag given as 0 overrides the mapping's value; one not given
+	// does not.
+	o.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
 	fail := func(format string, a ...any) (*benchOptions, int, bool) {
 		fmt.Fprintf(stderr, "esmd bench: "+format+"\n", a...)
 		return nil, exitUsage, false
@@ -115,6 +146,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool)
 	if (o.configPath == "") == (o.url == "") {
 		return fail("give either -c FILE or --url URL")
 	}
+	if o.url != "" && !isHTTPURL(o.url) {
+		return fail("--url: %q is not an http:// or https:// URL", o.url)
+	}
 	if *slow != "" {
 		frac, delay, ok := strings.Cut(*slow, ":")
 		f, err1 := strconv.ParseFloat(frac, 64)
@@ -124,34 +158,89 @@ func parseBenchFlags(args []string, stderr io.Writer) (*benchOptions, int, bool)
 		}
 		o.faults.Slow, o.faults.SlowDelay = f, d
 	}
-	for name, f := range map[string]float64{"poison": o.faults.Poison, "throttle": o.faults.Throttle, "slow": o.faults.Slow, "timeout": o.faults.Timeout, "duplicate": o.faults.Duplicate} {
-		if f < 0 || f > 1 {
-			return fail("--%s %g is not a fraction between 0 and 1", name, f)
+	for _, fr := range []struct {
+		name string
+		f    float64
+	}{{"poison", o.faults.Poison}, {"throttle", o.faults.Throttle}, {"slow", o.faults.Slow}, {"timeout", o.faults.Timeout}, {"duplicate", o.faults.Duplicate}} {
+		if !(fr.f >= 0 && fr.f <= 1) { // NaN too
+			return fail("--%s %g is not a fraction between 0 and 1", fr.name, fr.f)
 		}
 	}
-	if o.records < 0 {
-		return fail("--records %d must not be negative", o.records)
+	sp := o.spec
+	switch {
+	case o.set["records"] && o.records < 1:
+		return fail("--records %d: must be at least 1", o.records)
+	case o.set["rate"] && !(sp.Rate >= 0 && !math.IsInf(sp.Rate, 1)):
+		return fail("--rate %g: must be a finite number of records/s, 0 or more (0: as fast as possible)", sp.Rate)
+	case o.set["shards"] && (sp.Shards < 1 || sp.Shards > generator.MaxShards):
+		return fail("--shards %d: must be between 1 and %d", sp.Shards, generator.MaxShards)
+	case o.set["keys"] && sp.Keys < 1:
+		return fail("--keys %d: must be at least 1", sp.Keys)
+	case o.set["size"] && (sp.Size < 1 || sp.Size > 1<<20):
+		return fail("--size %d: must be between 1 and %d bytes", sp.Size, 1<<20)
+	case o.set["duration"] && sp.Duration <= 0:
+		return fail("--duration %s: must be positive", sp.Duration)
+	case o.maxTime <= 0:
+		return fail("--max-time %s: must be positive", o.maxTime)
+	case !slices.Contains(logLevels, o.logLevel):
+		return fail("--log-level %q: must be one of %s", o.logLevel, strings.Join(logLevels, ", "))
 	}
-	if o.maxTime <= 0 {
-		return fail("--max-time must be positive")
+	if o.report != "" {
+		if err := checkReportPath(o.report); err != nil {
+			return fail("--report: %v", err)
+		}
 	}
 	return o, 0, true
 }
 
+// isHTTPURL reports that s is an http:// or https:// URL with a host, as
+// the configuration requires of an HTTP function.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// checkReportPath checks, before any run, that the HTML report can be
+// written to path: its directory exists (it is made if need be) and takes
+// a new file, and path is not a directory nor a file that cannot be written.
+func checkReportPath(path string) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot make the directory of %s: %w", path, err)
+	}
+	if st, err := os.Stat(path); err == nil {
+		if st.IsDir() {
+			return fmt.Errorf("%s is a directory", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("%s is not writable: %w", path, err)
+		}
+		return f.Close()
+	}
+	f, err := os.CreateTemp(dir, ".esmd-bench-*")
+	if err != nil {
+		return fmt.Errorf("cannot write to the directory of %s: %w", path, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 func parseSweep(s string) (sweep, error) {
 	param, list, ok := strings.Cut(s, "=")
-	known := false
-	for _, p := range sweepParams {
-		known = known || p == param
+	i := slices.IndexFunc(sweepParams, func(p sweepParam) bool { return p.name == param })
+	if !ok || i < 0 {
+		return sweep{}, fmt.Errorf("expected PARAM=V1,V2,… with PARAM one of %s", sweepNames())
 	}
-	if !ok || !known {
-		return sweep{}, fmt.Errorf("expected PARAM=V1,V2,… with PARAM one of %s", strings.Join(sweepParams, ", "))
-	}
+	p := sweepParams[i]
 	sw := sweep{param: param}
 	for _, v := range strings.Split(list, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || n < 0 {
+		if err != nil {
 			return sweep{}, fmt.Errorf("%s: %q is not a whole number", param, v)
+		}
+		if n < p.min || n > p.max {
+			return sweep{}, fmt.Errorf("%s: %d is not between %d and %d", param, n, p.min, p.max)
 		}
 		sw.values = append(sw.values, n)
 	}
@@ -184,8 +273,33 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg, err := benchConfig(o)
 	if err != nil {
+		if o.url != "" {
+			// The configuration is made from --url: name the flag, not
+			// a file and line the user never wrote.
+			var errs config.Errors
+			if errors.As(err, &errs) {
+				for _, e := range errs {
+					fmt.Fprintf(stderr, "esmd bench: --url: %s\n", e.Msg)
+				}
+			} else {
+				fmt.Fprintf(stderr, "esmd bench: --url: %v\n", err)
+			}
+			return exitUsage
+		}
 		printProblems(stderr, o.configPath, err)
 		return exitFailure
+	}
+	s, err := pickMapping(cfg, o.mapping)
+	if err != nil {
+		fmt.Fprintf(stderr, "esmd bench: %v\n", err)
+		return exitFailure
+	}
+	// Every run is checked before the first starts: a bad value late in
+	// a sweep must not cost the runs before it.
+	plans, err := planBench(s, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "esmd bench: %v\n", err)
+		return exitUsage
 	}
 	o.progress = isTerminal(stderr)
 	log := newLogger(config.Logging{Level: o.logLevel}, stderr)
@@ -193,37 +307,46 @@ func cmdBench(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 
 	var reports []*benchReport
-	for _, combo := range sweepCombos(o.sweeps) {
-		rep, err := benchRun(ctx, cfg, o, combo, log, stderr)
+	var runErr error
+	for _, p := range plans {
+		rep, err := benchRun(ctx, cfg, o, p, log, stderr)
 		if err != nil {
-			fmt.Fprintf(stderr, "esmd bench: %v\n", err)
-			return exitFailure
+			runErr = fmt.Errorf("%s: %w", p.label, err)
+			break
 		}
 		reports = append(reports, rep)
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	if o.json {
-		if err := writeBenchJSON(stdout, reports); err != nil {
-			fmt.Fprintf(stderr, "esmd bench: %v\n", err)
-			return exitFailure
+	// The runs that finished are reported, also when a later one failed.
+	code = exitOK
+	if len(reports) > 0 {
+		if o.json {
+			if err := writeBenchJSON(stdout, reports); err != nil {
+				fmt.Fprintf(stderr, "esmd bench: %v\n", err)
+				code = exitFailure
+			}
+		} else {
+			writeBenchTables(stdout, reports)
 		}
-	} else {
-		writeBenchTables(stdout, reports)
+		if o.report != "" {
+			if err := writeBenchHTML(o.report, reports); err != nil {
+				fmt.Fprintf(stderr, "esmd bench: %v\n", err)
+				code = exitFailure
+			}
+		}
 	}
-	if o.report != "" {
-		if err := writeBenchHTML(o.report, reports); err != nil {
-			fmt.Fprintf(stderr, "esmd bench: %v\n", err)
-			return exitFailure
-		}
+	if runErr != nil {
+		fmt.Fprintf(stderr, "esmd bench: %v\n", runErr)
+		return exitFailure
 	}
 	for _, r := range reports {
 		if !r.Complete {
-			return exitFailure
+			code = exitFailure
 		}
 	}
-	return exitOK
+	return code
 }
 
 // combo is one combination of swept values.
@@ -302,28 +425,28 @@ func benchSpec(s config.Settings, o *benchOptions) generator.Spec {
 	if ov.Shape != "" {
 		spec.Shape = ov.Shape
 	}
-	if o.records > 0 {
+	if o.set["records"] {
 		spec.Count, spec.Duration = o.records, 0
 	}
-	if ov.Duration > 0 {
+	if o.set["duration"] {
 		spec.Duration = ov.Duration
-		if o.records == 0 {
+		if !o.set["records"] {
 			spec.Count = 0
 		}
 	}
-	if ov.Rate > 0 {
-		spec.Rate = ov.Rate
+	if o.set["rate"] {
+		spec.Rate = ov.Rate // 0: as fast as possible
 	}
-	if ov.Shards > 0 {
+	if o.set["shards"] {
 		spec.Shards = ov.Shards
 	}
-	if ov.Keys > 0 {
+	if o.set["keys"] {
 		spec.Keys = ov.Keys
 	}
-	if ov.Size > 0 {
+	if o.set["size"] {
 		spec.Size = ov.Size
 	}
-	if ov.Seed != 0 {
+	if o.set["seed"] {
 		spec.Seed = ov.Seed
 	}
 	if o.faults.Poison > 0 {
@@ -332,28 +455,47 @@ func benchSpec(s config.Settings, o *benchOptions) generator.Spec {
 	return spec
 }
 
-// benchRun runs one combination to its end and reports it.
-func benchRun(ctx context.Context, cfg *config.Config, o *benchOptions, c combo, log *slog.Logger, stderr io.Writer) (*benchReport, error) {
-	s, err := pickMapping(cfg, o.mapping)
-	if err != nil {
-		return nil, err
-	}
-	spec := benchSpec(s, o)
-	for _, p := range c {
-		switch p.param {
-		case "BatchSize":
-			s.BatchSize = p.value
-		case "ParallelizationFactor":
-			s.ParallelizationFactor = p.value
-		case "Shards":
-			spec.Shards = p.value
-		case "MaximumBatchingWindowInSeconds":
-			s.BatchingWindow = time.Duration(p.value) * time.Second
+// benchPlan is one run of esmd bench: the mapping's settings and its
+// generator, with one combination of the swept values.
+type benchPlan struct {
+	label string
+	s     config.Settings
+	spec  generator.Spec // defaults applied
+}
+
+// planBench returns every run of a bench of mapping s, each checked.
+func planBench(s config.Settings, o *benchOptions) ([]benchPlan, error) {
+	var plans []benchPlan
+	for _, c := range sweepCombos(o.sweeps) {
+		p := benchPlan{label: c.String(), s: s, spec: benchSpec(s, o)}
+		for _, v := range c {
+			switch v.param {
+			case "BatchSize":
+				p.s.BatchSize = v.value
+			case "ParallelizationFactor":
+				p.s.ParallelizationFactor = v.value
+			case "Shards":
+				p.spec.Shards = v.value
+			case "MaximumBatchingWindowInSeconds":
+				p.s.BatchingWindow = time.Duration(v.value) * time.Second
+			}
 		}
+		if p.s.BatchSize < 1 || p.s.BatchSize > 10000 || p.s.ParallelizationFactor < 1 || p.s.ParallelizationFactor > 10 {
+			return nil, fmt.Errorf("%s: BatchSize must be 1–10000 and ParallelizationFactor 1–10", p.label)
+		}
+		spec, err := p.spec.WithDefaults()
+		if err != nil {
+			return nil, fmt.Errorf("%s: generator: %w", p.label, err)
+		}
+		p.spec = spec
+		plans = append(plans, p)
 	}
-	if s.BatchSize < 1 || s.BatchSize > 10000 || s.ParallelizationFactor < 1 || s.ParallelizationFactor > 10 {
-		return nil, fmt.Errorf("%s: BatchSize must be 1–10000 and ParallelizationFactor 1–10", c)
-	}
+	return plans, nil
+}
+
+// benchRun runs one plan to its end and reports it.
+func benchRun(ctx context.Context, cfg *config.Config, o *benchOptions, p benchPlan, log *slog.Logger, stderr io.Writer) (*benchReport, error) {
+	s, spec := p.s, p.spec
 	if o.faults.Poison > 0 && s.MaximumRetryAttempts < 0 {
 		log.Warn("--poison with MaximumRetryAttempts -1 would retry poison records forever: using 2")
 		s.MaximumRetryAttempts = 2
@@ -371,7 +513,11 @@ func benchRun(ctx context.Context, cfg *config.Config, o *benchOptions, c combo,
 		return nil, fmt.Errorf("mapping %s: %w", s.Name, err)
 	}
 	defer closer.Close()
+	mc := engineConfig(s, src.Kind(), cfg)
+	mc.ProgressInterval = -1
 	obs := newObserver(inv, o.faults, spec.Seed)
+	obs.partial = mc.ReportBatchItemFailures
+	obs.poison = src.Poison
 	sink := &failureSink{obs: obs}
 	if s.OnFailure != nil {
 		target := s.OnFailure.ARN
@@ -392,8 +538,6 @@ func benchRun(ctx context.Context, cfg *config.Config, o *benchOptions, c combo,
 		}
 		sink.next = dest
 	}
-	mc := engineConfig(s, src.Kind(), cfg)
-	mc.ProgressInterval = -1
 	r, err := mapping.NewRunner(mc, mapping.Deps{Source: src, Invoker: obs, Destination: sink, Checkpointer: &memCheckpoints{}, Logger: log})
 	if err != nil {
 		return nil, err
@@ -414,6 +558,17 @@ func benchRun(ctx context.Context, cfg *config.Config, o *benchOptions, c combo,
 	lastLine := time.Time{}
 	complete := false
 	stats := r.Stats()
+	// done reports that the generator has ended and every record it
+	// generated succeeded or went to a failure record.
+	done := func() bool {
+		select {
+		case <-src.Done():
+			_, failed := sink.counts()
+			return obs.resolved()+failed >= src.Generated()
+		default:
+			return false
+		}
+	}
 wait:
 	for {
 		select {
@@ -429,33 +584,22 @@ wait:
 		rt, bs := stats.Retries.Load(), stats.Bisects.Load()
 		obs.noteStats(rt-lastRetries, bs-lastBisects)
 		lastRetries, lastBisects = rt, bs
-		_, failed := sink.counts()
-		ok := obs.resolved()
 		if o.progress && time.Since(lastLine) >= 250*time.Millisecond {
 			lastLine = time.Now()
+			_, failed := sink.counts()
+			ok := obs.resolved()
 			el := time.Since(start).Seconds()
 			fmt.Fprintf(stderr, "\r\033[K%s  %6.1fs  %d ok + %d failed of %d generated  %.0f records/s  retries %d  bisects %d  in flight %d",
-				c, el, ok, failed, src.Generated(), float64(ok)/el, rt, bs, stats.LanesBusy.Load())
+				p.label, el, ok, failed, src.Generated(), float64(ok)/el, rt, bs, stats.LanesBusy.Load())
 		}
-		select {
-		case <-src.Done():
-			if ok+failed >= src.Generated() {
-				complete = true
-				break wait
-			}
-		default:
+		if done() {
+			complete = true
+			break wait
 		}
 	}
-	if !complete {
-		// The runner also stops by itself once the generator's shards are
-		// all finished: the run is complete when every record resolved.
-		_, failed := sink.counts()
-		select {
-		case <-src.Done():
-			complete = obs.resolved()+failed >= src.Generated()
-		default:
-		}
-	}
+	// The runner also stops by itself once the generator's shards are all
+	// finished: the run is complete when every record resolved.
+	complete = complete || done()
 	elapsed := time.Since(start)
 	if o.progress {
 		fmt.Fprint(stderr, "\r\033[K")
@@ -470,7 +614,7 @@ wait:
 	}
 	rt, bs := stats.Retries.Load(), stats.Bisects.Load()
 	obs.noteStats(rt-lastRetries, bs-lastBisects)
-	return newBenchReport(c.String(), spec, mc, o.faults, obs, sink, stats, elapsed, complete), nil
+	return newBenchReport(p.label, spec, mc, o.faults, obs, sink, stats, elapsed, complete), nil
 }
 
 // isTerminal reports that w is a terminal (a character device).

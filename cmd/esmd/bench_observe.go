@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,7 @@ type second struct {
 	Throttles int64 `json:"throttles"`
 }
 
-// bitset holds the per-key sequence numbers seen of one key.
+// bitset is a set of record numbers.
 type bitset []uint64
 
 func (b *bitset) set(n int64) (was bool) {
@@ -93,13 +94,46 @@ func (b *bitset) set(n int64) (was bool) {
 	return was
 }
 
+// shardSets holds a bitset of record numbers per shard index.
+type shardSets []bitset
+
+// set adds record n of shard and reports whether it was there.
+func (s *shardSets) set(shard int, n int64) (was bool) {
+	for len(*s) <= shard {
+		*s = append(*s, nil)
+	}
+	return (*s)[shard].set(n)
+}
+
+// batchRecord is one record of an invocation, as the observer reads it back
+// from the event.
+type batchRecord struct {
+	// shard and n name the record (n from 1); n is 0 when the event does
+	// not say, and the record is then counted but not told apart.
+	shard int
+	n     int64
+	id    string // its itemIdentifier; read only with ReportBatchItemFailures
+	// data is what the record's data says of itself, when parsed: it
+	// holds the key and per-key number that order checks need.
+	data   generator.Data
+	parsed bool
+}
+
 // observer is the invoker esmd bench puts in front of the function: it
-// injects faults, forwards the rest, and observes every batch and outcome
-// by reading the generator's key and per-key number back from the data.
-// It is safe for concurrent use.
+// injects faults, forwards the rest, and observes every batch and outcome.
+// It counts records by their shard and sequence number, which every event
+// names, so that it counts them whatever their data; it checks per-key
+// order and end-to-end latency on the records whose data is the
+// generator's JSON (see generator.ParseData). It is safe for concurrent
+// use.
 type observer struct {
 	next   mapping.Invoker
 	faults faults
+	// partial is ReportBatchItemFailures: a response's batchItemFailures
+	// fail the records from the first one named, as the engine does.
+	partial bool
+	// poison reports the generator's poison records; nil for none.
+	poison func(shard int, n int64) bool
 	start  time.Time
 
 	rmu sync.Mutex
@@ -109,10 +143,11 @@ type observer struct {
 	maxInflight atomic.Int64
 
 	mu sync.Mutex
-	// delivered holds what reached the function, succeeded what
-	// succeeded, lastOK the highest n that succeeded, per key.
-	delivered map[string]*bitset
-	succeeded map[string]*bitset
+	// delivered holds the records that reached the function, succeeded
+	// those that succeeded; lastOK is the highest per-key number that
+	// succeeded, per key.
+	delivered shardSets
+	succeeded shardSets
 	lastOK    map[string]int64
 
 	deliveredRecords int64 // every record forwarded, repeats included
@@ -120,23 +155,27 @@ type observer struct {
 	okRecords        int64 // distinct records that succeeded
 	okAgain          int64 // records that succeeded again
 	orderViolations  int64 // successes of a key's record after a later one of it
-	okBatches        int64
+	okBatches        int64 // invocations whose every record succeeded
+	partialBatches   int64 // invocations whose response failed some records
+	reportedFailed   int64 // records those responses failed, from the first named on
 	invocations      int64
 	functionErrors   int64
 	throttles        int64
 	invokeErrors     int64
-	unparsed         int64
+	unparsed         int64 // distinct records delivered whose data is not the generator's JSON
 	injected         struct{ poison, throttle, slow, timeout, duplicate int64 }
 	invokeLat        hist
 	e2eLat           hist
 	series           []second
+	timeline         timeline
+	lastNote         time.Duration // when noteStats last ran, from start
 }
 
 func newObserver(next mapping.Invoker, f faults, seed int64) *observer {
 	return &observer{
 		next: next, faults: f, start: time.Now(),
-		rng:       rand.New(rand.NewPCG(uint64(seed), 0x65736d64)),
-		delivered: map[string]*bitset{}, succeeded: map[string]*bitset{}, lastOK: map[string]int64{},
+		rng:    rand.New(rand.NewPCG(uint64(seed), 0x65736d64)),
+		lastOK: map[string]int64{},
 	}
 }
 
@@ -158,28 +197,36 @@ func (o *observer) at(t time.Time) *second {
 	return &o.series[i]
 }
 
+// scan reads the records of an event back.
+func (o *observer) scan(payload []byte) []batchRecord {
+	var recs []batchRecord
+	_ = generator.ScanRecords(payload, func(r generator.EventRecord) {
+		br := batchRecord{shard: r.Shard, n: r.N}
+		br.data, br.parsed = generator.ParseData(r.Data)
+		if o.partial {
+			br.id = string(r.ID)
+		}
+		recs = append(recs, br)
+	})
+	return recs
+}
+
+// isPoison reports that r is a poison record: the generator says so from
+// its place, or else its data does.
+func (o *observer) isPoison(r batchRecord) bool {
+	if o.poison != nil && r.n > 0 {
+		return o.poison(r.shard, r.n)
+	}
+	return r.parsed && r.data.Poison
+}
+
 // Invoke implements mapping.Invoker.
 func (o *observer) Invoke(ctx context.Context, req *mapping.Request) (*mapping.Response, error) {
-	var recs []generator.Data
-	bad := 0
-	_ = generator.ScanEvent(req.Payload, func(b []byte) {
-		d, ok := generator.ParseData(b)
-		if !ok {
-			bad++
-			return
-		}
-		recs = append(recs, d)
-	})
+	recs := o.scan(req.Payload)
 	f := o.faults
-	poison := false
-	if f.Poison > 0 {
-		for _, d := range recs {
-			poison = poison || d.Poison
-		}
-	}
+	poison := f.Poison > 0 && slices.ContainsFunc(recs, o.isPoison)
 	o.mu.Lock()
 	o.invocations++
-	o.unparsed += int64(bad)
 	switch {
 	case poison:
 		o.injected.poison++
@@ -255,21 +302,46 @@ func (o *observer) Invoke(ctx context.Context, req *mapping.Request) (*mapping.R
 		o.invokeErrors++
 		return resp, err
 	}
-	o.okBatches++
-	sec := o.at(done)
-	sec.Batches++
-	for _, d := range recs {
-		s := o.succeeded[d.Key]
-		if s == nil {
-			s = &bitset{}
-			o.succeeded[d.Key] = s
+	ok := len(recs)
+	if o.partial {
+		var body []byte
+		if resp != nil {
+			body = resp.Body
 		}
-		if s.set(d.N) {
+		ids := make([]string, len(recs))
+		for i, r := range recs {
+			ids[i] = r.id
+		}
+		k, perr := mapping.FirstFailed(body, len(ids), func(i int) string { return ids[i] })
+		if perr != nil {
+			// The engine fails the whole batch as a function error.
+			o.functionErrors++
+			return resp, nil
+		}
+		if k < len(recs) {
+			o.partialBatches++
+			o.reportedFailed += int64(len(recs) - k)
+			ok = k
+		}
+	}
+	sec := o.at(done)
+	if ok == len(recs) {
+		o.okBatches++
+		sec.Batches++
+	}
+	pt := o.timeline.at(done.Sub(o.start))
+	for _, r := range recs[:ok] {
+		if r.n > 0 && o.succeeded.set(r.shard, r.n) {
 			o.okAgain++
 			continue
 		}
 		o.okRecords++
 		sec.Records++
+		pt.records++
+		if !r.parsed {
+			continue
+		}
+		d := r.data
 		if d.N < o.lastOK[d.Key] {
 			o.orderViolations++
 		}
@@ -281,18 +353,18 @@ func (o *observer) Invoke(ctx context.Context, req *mapping.Request) (*mapping.R
 	return resp, nil
 }
 
-func (o *observer) noteDelivered(recs []generator.Data) {
+func (o *observer) noteDelivered(recs []batchRecord) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, d := range recs {
+	for _, r := range recs {
 		o.deliveredRecords++
-		s := o.delivered[d.Key]
-		if s == nil {
-			s = &bitset{}
-			o.delivered[d.Key] = s
+		if r.n == 0 {
+			continue
 		}
-		if s.set(d.N) {
+		if o.delivered.set(r.shard, r.n) {
 			o.duplicates++
+		} else if !r.parsed {
+			o.unparsed++
 		}
 	}
 }
@@ -304,14 +376,144 @@ func (o *observer) resolved() int64 {
 	return o.okRecords
 }
 
-// noteStats adds the engine's retry and bisect counts to the current
-// second of the series.
+// noteStats adds the engine's retry and bisect counts since the last call
+// to the current second of the series, and spread over the time since the
+// last call to the timeline.
 func (o *observer) noteStats(retries, bisects int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	s := o.at(time.Now())
+	now := time.Now()
+	s := o.at(now)
 	s.Retries += retries
 	s.Bisects += bisects
+	el := now.Sub(o.start)
+	o.timeline.spread(o.lastNote, el, float64(retries), float64(bisects))
+	o.lastNote = el
+}
+
+// timelineWidths are the bucket widths a timeline may have, finest first:
+// each divides the next, so that buckets merge whole.
+var timelineWidths = []time.Duration{
+	10 * time.Millisecond, 20 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond,
+	time.Second, 2 * time.Second, 10 * time.Second, 20 * time.Second, time.Minute, 2 * time.Minute,
+	10 * time.Minute, 20 * time.Minute, time.Hour,
+}
+
+// maxTimelineBuckets bounds a timeline: when a run outgrows it, buckets
+// merge into the next width.
+const maxTimelineBuckets = 2000
+
+// point is what happened in one bucket of a timeline.
+type point struct {
+	records, retries, bisects, failures float64
+}
+
+// timeline holds what happened during a run in buckets of one width, the
+// finest of timelineWidths that keeps at most maxTimelineBuckets (the
+// widest beyond). Its zero value is empty, at the finest width.
+type timeline struct {
+	wi  int // the width is timelineWidths[wi]
+	pts []point
+}
+
+func (t *timeline) width() time.Duration { return timelineWidths[t.wi] }
+
+// at returns the bucket of offset d from the start of the run.
+func (t *timeline) at(d time.Duration) *point {
+	d = max(d, 0)
+	for int(d/t.width()) >= maxTimelineBuckets && t.wi < len(timelineWidths)-1 {
+		f := int(timelineWidths[t.wi+1] / t.width())
+		merged := make([]point, (len(t.pts)+f-1)/f)
+		for i, p := range t.pts {
+			m := &merged[i/f]
+			m.records += p.records
+			m.retries += p.retries
+			m.bisects += p.bisects
+			m.failures += p.failures
+		}
+		t.pts, t.wi = merged, t.wi+1
+	}
+	i := int(d / t.width())
+	for len(t.pts) <= i {
+		t.pts = append(t.pts, point{})
+	}
+	return &t.pts[i]
+}
+
+// spread adds retries and bisects that happened over [from, to), evenly.
+func (t *timeline) spread(from, to time.Duration, retries, bisects float64) {
+	if retries == 0 && bisects == 0 {
+		return
+	}
+	if to <= from {
+		p := t.at(from)
+		p.retries += retries
+		p.bisects += bisects
+		return
+	}
+	t.at(to) // the width to, and so every offset before it, fits in
+	w := t.width()
+	for s := from; s < to; {
+		e := min((s/w+1)*w, to)
+		frac := float64(e-s) / float64(to-from)
+		p := t.at(s)
+		p.retries += retries * frac
+		p.bisects += bisects * frac
+		s = e
+	}
+}
+
+// timelinePoints is how many points a chart aims for at least: the
+// bucket width is the widest that still gives as many.
+const timelinePoints = 20
+
+// rates is a run's timeline as rates per second. Bucket i covers
+// [i·BucketMS, (i+1)·BucketMS) milliseconds from the start, but the last,
+// which ends with the run (at Seconds): it is half a bucket to one and a
+// half long (or the whole run, when that is shorter), and its rates are
+// over its own length.
+type rates struct {
+	BucketMS float64   `json:"bucket_ms"`
+	Seconds  float64   `json:"seconds"`
+	Records  []float64 `json:"records"`
+	Retries  []float64 `json:"retries"`
+	Bisects  []float64 `json:"bisects"`
+	Failures []float64 `json:"failure_records"`
+}
+
+// rates returns the timeline of a run that lasted total. What happened
+// after total (while draining) counts in the last bucket.
+func (t *timeline) rates(total time.Duration) rates {
+	if total <= 0 {
+		return rates{}
+	}
+	w := t.width()
+	for i := t.wi + 1; i < len(timelineWidths) && total/timelineWidths[i] >= timelinePoints; i++ {
+		w = timelineWidths[i]
+	}
+	n := max(int((total+w/2)/w), 1)
+	r := rates{BucketMS: float64(w) / float64(time.Millisecond), Seconds: total.Seconds(),
+		Records: make([]float64, n), Retries: make([]float64, n), Bisects: make([]float64, n), Failures: make([]float64, n)}
+	per := int(w / t.width())
+	for k, p := range t.pts {
+		i := min(k/per, n-1)
+		r.Records[i] += p.records
+		r.Retries[i] += p.retries
+		r.Bisects[i] += p.bisects
+		r.Failures[i] += p.failures
+	}
+	for i := range n {
+		length := w
+		if i == n-1 {
+			length = total - time.Duration(n-1)*w
+		}
+		secs := length.Seconds()
+		r.Records[i] /= secs
+		r.Retries[i] /= secs
+		r.Bisects[i] /= secs
+		r.Failures[i] /= secs
+	}
+	return r
 }
 
 // failureSink is the destination esmd bench puts in front of the mapping's
@@ -340,7 +542,9 @@ func (d *failureSink) Send(ctx context.Context, f *event.Failure) error {
 	d.seqs = append(d.seqs, f.ShardID+"/"+f.StartSeq)
 	d.mu.Unlock()
 	d.obs.mu.Lock()
-	d.obs.at(time.Now()).Failures++
+	now := time.Now()
+	d.obs.at(now).Failures++
+	d.obs.timeline.at(now.Sub(d.obs.start)).failures++
 	d.obs.mu.Unlock()
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -51,24 +52,33 @@ type benchReport struct {
 	Generated     int64   `json:"generated"`
 	Records       int64   `json:"records"` // distinct records that succeeded
 	RecordsPerSec float64 `json:"records_per_sec"`
-	Batches       int64   `json:"batches"` // successful invocations
+	Batches       int64   `json:"batches"` // invocations whose every record succeeded
 	BatchesPerSec float64 `json:"batches_per_sec"`
 	Invocations   int64   `json:"invocations"`
+	// PartialBatches counts invocations whose partial batch response
+	// (ReportBatchItemFailures) failed some records: those from the first
+	// one named on, ReportedFailed in all, which the engine retried.
+	PartialBatches int64 `json:"partial_batches"`
+	ReportedFailed int64 `json:"records_reported_failed"`
 
 	InvokeLatency latency `json:"invoke_latency"`
 	EndToEnd      latency `json:"end_to_end_latency"`
 
-	Retries          int64 `json:"retries"`
-	Bisects          int64 `json:"bisects"`
-	FunctionErrors   int64 `json:"function_errors"`
-	Throttles        int64 `json:"throttles"`
-	InvokeErrors     int64 `json:"invoke_errors"`
-	FailureRecords   int64 `json:"failure_records"`
-	FailedRecords    int64 `json:"failed_records"`
-	Delivered        int64 `json:"delivered"` // records handed to the function, repeats included
-	Duplicates       int64 `json:"duplicates"`
-	SucceededAgain   int64 `json:"succeeded_again"`
-	OrderViolations  int64 `json:"order_violations"`
+	Retries         int64 `json:"retries"`
+	Bisects         int64 `json:"bisects"`
+	FunctionErrors  int64 `json:"function_errors"`
+	Throttles       int64 `json:"throttles"`
+	InvokeErrors    int64 `json:"invoke_errors"`
+	FailureRecords  int64 `json:"failure_records"`
+	FailedRecords   int64 `json:"failed_records"`
+	Delivered       int64 `json:"delivered"` // records handed to the function, repeats included
+	Duplicates      int64 `json:"duplicates"`
+	SucceededAgain  int64 `json:"succeeded_again"`
+	OrderViolations int64 `json:"order_violations"`
+	// Unparsed counts the distinct records delivered whose data is not the
+	// generator's JSON (payload=random, or a template without "k" and
+	// "n"): they count as records, but per-key order and end-to-end
+	// latency are not checked for them.
 	Unparsed         int64 `json:"unparsed"`
 	MaxConcurrency   int64 `json:"max_concurrency"`
 	InjectedPoison   int64 `json:"injected_poison_batches"`
@@ -79,8 +89,12 @@ type benchReport struct {
 
 	// FailedSeqs names each failure record's first record as
 	// shardId/sequenceNumber.
-	FailedSeqs       []string `json:"failed_records_at,omitempty"`
+	FailedSeqs []string `json:"failed_records_at,omitempty"`
+	// Series holds counts per whole second from the start (the last second
+	// may be partial); Rates, drawn in the HTML report, holds rates over
+	// buckets fine enough for short runs.
 	Series           []second `json:"per_second"`
+	Rates            rates    `json:"rates"`
 	InvokeHistogram  []bucket `json:"invoke_histogram"`
 	EndToEndHistgram []bucket `json:"end_to_end_histogram"`
 }
@@ -116,6 +130,7 @@ func newBenchReport(label string, spec generator.Spec, mc mapping.Config, f faul
 		BatchSize: mc.BatchSize, ParallelizationFactor: mc.ParallelizationFactor, Shards: spec.Shards, Faults: f,
 		Seconds: math.Round(secs*1000) / 1000,
 		Records: o.okRecords, Batches: o.okBatches, Invocations: o.invocations,
+		PartialBatches: o.partialBatches, ReportedFailed: o.reportedFailed,
 		InvokeLatency: summarize(&o.invokeLat), EndToEnd: summarize(&o.e2eLat),
 		Retries: st.Retries.Load(), Bisects: st.Bisects.Load(),
 		FunctionErrors: o.functionErrors, Throttles: o.throttles, InvokeErrors: o.invokeErrors,
@@ -126,6 +141,7 @@ func newBenchReport(label string, spec generator.Spec, mc mapping.Config, f faul
 		InjectedTimeout: o.injected.timeout, InjectedDup: o.injected.duplicate,
 		FailedSeqs:       append([]string(nil), sink.seqs...),
 		Series:           append([]second(nil), o.series...),
+		Rates:            o.timeline.rates(elapsed),
 		InvokeHistogram:  histBuckets(&o.invokeLat),
 		EndToEndHistgram: histBuckets(&o.e2eLat),
 	}
@@ -160,12 +176,22 @@ func writeBenchTables(w io.Writer, reports []*benchReport) {
 		fmt.Fprintf(tw, "  records ok / failed / generated\t%d / %d / %d\n", r.Records, r.FailedRecords, r.Generated)
 		fmt.Fprintf(tw, "  throughput\t%.0f records/s, %.1f batches/s\n", r.RecordsPerSec, r.BatchesPerSec)
 		fmt.Fprintf(tw, "  invoke latency p50 / p90 / p99 / max\t%s\n", fmtLat(r.InvokeLatency))
-		fmt.Fprintf(tw, "  end-to-end latency p50 / p90 / p99 / max\t%s\n", fmtLat(r.EndToEnd))
+		if len(r.EndToEndHistgram) > 0 {
+			fmt.Fprintf(tw, "  end-to-end latency p50 / p90 / p99 / max\t%s\n", fmtLat(r.EndToEnd))
+		} else {
+			fmt.Fprintf(tw, "  end-to-end latency\tnot measured: no record's data holds its generation time\n")
+		}
 		fmt.Fprintf(tw, "  invocations / successful batches\t%d / %d\n", r.Invocations, r.Batches)
+		if r.PartialBatches > 0 {
+			fmt.Fprintf(tw, "  partial batch responses (records failed)\t%d (%d)\n", r.PartialBatches, r.ReportedFailed)
+		}
 		fmt.Fprintf(tw, "  retries / bisects\t%d / %d\n", r.Retries, r.Bisects)
 		fmt.Fprintf(tw, "  function errors / throttles / invoke errors\t%d / %d / %d\n", r.FunctionErrors, r.Throttles, r.InvokeErrors)
 		fmt.Fprintf(tw, "  failure records (records)\t%d (%d)\n", r.FailureRecords, r.FailedRecords)
 		fmt.Fprintf(tw, "  delivered / duplicates / order violations\t%d / %d / %d\n", r.Delivered, r.Duplicates, r.OrderViolations)
+		if r.Unparsed > 0 {
+			fmt.Fprintf(tw, "  not checked\t%s\n", uncheckedNote(r.Unparsed))
+		}
 		fmt.Fprintf(tw, "  max concurrency\t%d\n", r.MaxConcurrency)
 		if f := r.Faults; f != (faults{}) {
 			fmt.Fprintf(tw, "  injected: poison batches / throttles / slow / timeouts / duplicates\t%d / %d / %d / %d / %d\n",
@@ -183,6 +209,12 @@ func writeBenchTables(w io.Writer, reports []*benchReport) {
 		}
 		tw.Flush()
 	}
+}
+
+// uncheckedNote says what could not be checked of records whose data
+// esmd bench could not parse.
+func uncheckedNote(n int64) string {
+	return fmt.Sprintf(`per-key order and end-to-end latency of %d records whose data has no "k" and "n" (payload=random or a template); they are counted, and checked for duplicates, by their sequence numbers`, n)
 }
 
 func fmtLat(l latency) string {
@@ -211,28 +243,41 @@ type svgBar struct {
 
 const chartW, chartH, pad = 640, 220, 40
 
-// lineChart draws one polyline per series over seconds.
-func lineChart(title string, names []string, series [][]float64) svgChart {
+// rateChart draws one line per series of rates over the run's time: a
+// point at the middle of each bucket (the last ends with the run), or a
+// level line across the run when there is one bucket.
+func rateChart(title string, names []string, r rates, series [][]float64) svgChart {
 	c := svgChart{Title: title, W: chartW, H: chartH, XLabel: "seconds"}
-	ymax, n := 1.0, 1
+	ymax := 1.0
 	for _, s := range series {
-		n = max(n, len(s))
 		for _, v := range s {
 			ymax = max(ymax, v)
 		}
 	}
 	c.YMax = fmt.Sprintf("%.0f", ymax)
-	c.XMax = fmt.Sprintf("%d", n)
+	c.XMax = strconv.FormatFloat(r.Seconds, 'g', 3, 64)
+	total := max(r.Seconds, 1e-9)
+	x := func(t float64) float64 { return pad + min(t/total, 1)*float64(chartW-2*pad) }
+	y := func(v float64) float64 { return float64(chartH-pad) - v/ymax*float64(chartH-2*pad) }
+	w := r.BucketMS / 1000
 	for k, s := range series {
 		var b strings.Builder
+		if len(s) == 1 {
+			fmt.Fprintf(&b, "M%.1f,%.1f L%.1f,%.1f", x(0), y(s[0]), x(total), y(s[0]))
+		}
 		for i, v := range s {
-			x := pad + float64(i)*float64(chartW-2*pad)/float64(max(n-1, 1))
-			y := float64(chartH-pad) - v/ymax*float64(chartH-2*pad)
+			if len(s) == 1 {
+				break
+			}
+			from, to := float64(i)*w, float64(i+1)*w
+			if i == len(s)-1 {
+				to = total
+			}
 			cmd := "L"
 			if i == 0 {
 				cmd = "M"
 			}
-			fmt.Fprintf(&b, "%s%.1f,%.1f ", cmd, x, y)
+			fmt.Fprintf(&b, "%s%.1f,%.1f ", cmd, x((from+to)/2), y(v))
 		}
 		c.Paths = append(c.Paths, svgPath{Class: fmt.Sprintf("s%d", k), D: strings.TrimSpace(b.String()), Label: names[k]})
 	}
@@ -287,7 +332,10 @@ path{fill:none;stroke-width:1.5}rect.bar{fill:#1f77b4}text{font-size:11px;fill:#
 <tr><td>end-to-end latency p50 / p90 / p99 / max (ms)</td><td>{{.R.EndToEnd.P50}} / {{.R.EndToEnd.P90}} / {{.R.EndToEnd.P99}} / {{.R.EndToEnd.Max}}</td></tr>
 <tr><td>retries / bisects / failure records</td><td>{{.R.Retries}} / {{.R.Bisects}} / {{.R.FailureRecords}}</td></tr>
 <tr><td>duplicates / order violations / max concurrency</td><td>{{.R.Duplicates}} / {{.R.OrderViolations}} / {{.R.MaxConcurrency}}</td></tr>
-</table>
+{{if .R.PartialBatches}}<tr><td>partial batch responses (records failed)</td><td>{{.R.PartialBatches}} ({{.R.ReportedFailed}})</td></tr>
+{{end}}{{if .Unchecked}}<tr><td>not checked</td><td>{{.Unchecked}}</td></tr>
+{{end}}</table>
+<p>Rates over {{.R.Rates.BucketMS}} ms buckets; the last bucket ends with the run.</p>
 {{range .Charts}}<svg class="chart" role="img" xmlns="http://www.w3.org/2000/svg" width="{{.W}}" height="{{.H}}" viewBox="0 0 {{.W}} {{.H}}">
 <title>{{.Title}}</title>
 <text x="40" y="16" font-weight="bold">{{.Title}}</text>
@@ -301,8 +349,9 @@ path{fill:none;stroke-width:1.5}rect.bar{fill:#1f77b4}text{font-size:11px;fill:#
 `))
 
 type htmlRun struct {
-	R      *benchReport
-	Charts []svgChart
+	R         *benchReport
+	Charts    []svgChart
+	Unchecked string
 }
 
 // writeBenchHTML writes a self-contained page: inline SVG charts, no
@@ -310,19 +359,16 @@ type htmlRun struct {
 func writeBenchHTML(path string, reports []*benchReport) error {
 	var runs []htmlRun
 	for _, r := range reports {
-		var recs, retries, bisects, failures []float64
-		for _, s := range r.Series {
-			recs = append(recs, float64(s.Records))
-			retries = append(retries, float64(s.Retries))
-			bisects = append(bisects, float64(s.Bisects))
-			failures = append(failures, float64(s.Failures))
-		}
+		rt := r.Rates
 		runs = append(runs, htmlRun{R: r, Charts: []svgChart{
-			lineChart("Throughput (records/s)", []string{"records"}, [][]float64{recs}),
+			rateChart("Throughput (records/s)", []string{"records"}, rt, [][]float64{rt.Records}),
 			barChart("Invoke latency histogram", r.InvokeHistogram),
 			barChart("End-to-end latency histogram", r.EndToEndHistgram),
-			lineChart("Retries, bisects and failure records per second", []string{"retries", "bisects", "failures"}, [][]float64{retries, bisects, failures}),
+			rateChart("Retries, bisects and failure records per second", []string{"retries", "bisects", "failures"}, rt, [][]float64{rt.Retries, rt.Bisects, rt.Failures}),
 		}})
+		if r.Unparsed > 0 {
+			runs[len(runs)-1].Unchecked = uncheckedNote(r.Unparsed)
+		}
 	}
 	f, err := os.Create(path)
 	if err != nil {

@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/esmd-dev/esmd/config"
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/examples/handler/counter"
 	"github.com/esmd-dev/esmd/mapping"
@@ -47,7 +50,17 @@ func poisonOf(t *testing.T, url string) []string {
 				t.Fatal(err)
 			}
 			for _, rec := range res.Records {
-				if generator.ParseDataOf(rec).Poison {
+				// The generator tells poison records by their place, so
+				// that payloads without JSON have them too.
+				shard, n, ok := generator.ParseSeq(rec.Seq)
+				if !ok {
+					t.Fatalf("sequence number %s", rec.Seq)
+				}
+				poison := src.Poison(shard, n)
+				if json := spec.Payload == generator.PayloadJSON && spec.Template == ""; json && poison != generator.ParseDataOf(rec).Poison {
+					t.Fatalf("record %s: Poison disagrees with its data", rec.Seq)
+				}
+				if poison {
 					out = append(out, sh.ID+"/"+rec.Seq)
 				}
 			}
@@ -247,18 +260,108 @@ func TestBenchUsage(t *testing.T) {
 		{[]string{"--url", "http://x", "--sweep", "BatchSize=a"}, `"a" is not a whole number`},
 		{[]string{"--url", "http://x", "extra"}, `unexpected argument "extra"`},
 		{[]string{"--url", "http://x", "--shape", "sns"}, `"sns" is not kinesis, dynamodb or sqs`},
+		// Bad values are refused rather than replaced by defaults.
+		{[]string{"--url", "http://x", "--rate", "-5"}, "--rate -5: must be a finite number of records/s, 0 or more"},
+		{[]string{"--url", "http://x", "--rate", "Inf"}, "--rate +Inf: must be a finite number"},
+		{[]string{"--url", "http://x", "--rate", "NaN"}, "--rate NaN: must be a finite number"},
+		{[]string{"--url", "http://x", "--shards", "-3"}, "--shards -3: must be between 1 and 100000"},
+		{[]string{"--url", "http://x", "--shards", "0"}, "--shards 0: must be between 1"},
+		{[]string{"--url", "http://x", "--keys", "-1"}, "--keys -1: must be at least 1"},
+		{[]string{"--url", "http://x", "--size", "-1"}, "--size -1: must be between 1 and 1048576 bytes"},
+		{[]string{"--url", "http://x", "--duration", "-1s"}, "--duration -1s: must be positive"},
+		{[]string{"--url", "http://x", "--records", "0"}, "--records 0: must be at least 1"},
+		{[]string{"--url", "http://x", "--poison", "NaN"}, "--poison NaN is not a fraction"},
+		{[]string{"--url", "http://x", "--log-level", "foo"}, `--log-level "foo": must be one of debug, info, warn, error`},
+		{[]string{"--url", "http://x", "--sweep", "Shards=0"}, "Shards: 0 is not between 1 and 100000"},
+		{[]string{"--url", "http://x", "--sweep", "ParallelizationFactor=1,11"}, "ParallelizationFactor: 11 is not between 1 and 10"},
+		{[]string{"--url", "http://x", "--sweep", "MaximumBatchingWindowInSeconds=301"}, "MaximumBatchingWindowInSeconds: 301 is not between 0 and 300"},
+		// --url is named as the flag, not as a line of a file.
+		{[]string{"--url", "foo"}, `esmd bench: --url: "foo" is not an http:// or https:// URL`},
+		{[]string{"--url", "ftp://x/"}, `esmd bench: --url: "ftp://x/" is not an http:// or https:// URL`},
 	}
 	for _, tc := range cases {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			code, _, errOut := runBench(t, tc.args...)
-			if code != exitUsage || !strings.Contains(errOut, tc.want) {
-				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, errOut, tc.want)
+			code, out, errOut := runBench(t, tc.args...)
+			if code != exitUsage || !strings.Contains(errOut, tc.want) || out != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, tc.want)
+			}
+			if strings.Contains(errOut, "(line ") {
+				t.Fatalf("stderr %q names a line of a file", errOut)
 			}
 		})
 	}
-	code, _, errOut := runBench(t, "--url", "http://127.0.0.1:1/", "--records", "10", "--sweep", "BatchSize=20000")
-	if code != exitFailure || !strings.Contains(errOut, "BatchSize must be 1–10000") {
-		t.Fatalf("exit %d, %q", code, errOut)
+}
+
+// TestBenchFlagOverrides checks that a flag given overrides the mapping's
+// generator, also with 0 where 0 means something, and that a flag not
+// given does not.
+func TestBenchFlagOverrides(t *testing.T) {
+	rated := &generator.Spec{Name: "g", Rate: 500, Shards: 3, Keys: 7, Size: 50, Count: 900, Seed: 4}
+	cases := []struct {
+		name string
+		args []string
+		want generator.Spec
+	}{
+		{"no flags keep the generator", nil, *rated},
+		{"--rate 0 is as fast as possible", []string{"--rate", "0"},
+			generator.Spec{Name: "g", Rate: 0, Shards: 3, Keys: 7, Size: 50, Count: 900, Seed: 4}},
+		{"every flag", []string{"--rate", "20", "--shards", "1", "--keys", "2", "--size", "9", "--records", "30", "--seed", "5"},
+			generator.Spec{Name: "g", Rate: 20, Shards: 1, Keys: 2, Size: 9, Count: 30, Seed: 5}},
+		{"--duration replaces the count", []string{"--duration", "2s"},
+			generator.Spec{Name: "g", Rate: 500, Shards: 3, Keys: 7, Size: 50, Duration: 2 * time.Second, Seed: 4}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, code, ok := parseBenchFlags(append([]string{"--url", "http://x/"}, tc.args...), &stderr)
+			if !ok {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			got := benchSpec(config.Settings{Source: config.Source{Kind: config.SourceGenerator, Generator: rated}}, o)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Fatalf("spec (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestBenchChecksBeforeRunning checks that a bad sweep value or an
+// unwritable report is refused before the first run: the function is
+// never called.
+func TestBenchChecksBeforeRunning(t *testing.T) {
+	h := &counter.Handler{}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	dir := t.TempDir()
+	file := writeFile(t, dir, "file", "")
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a bad value late in a sweep", []string{"--sweep", "BatchSize=100,20000"}, "BatchSize: 20000 is not between 1 and 10000"},
+		{"a bad value in a second sweep", []string{"--sweep", "BatchSize=10,20", "--sweep", "Shards=2,0"}, "Shards: 0 is not between 1"},
+		{"a report under a file", []string{"--report", filepath.Join(file, "report.html")}, "--report: cannot make the directory"},
+		{"a report that is a directory", []string{"--report", dir}, "is a directory"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runBench(t, append([]string{"--url", srv.URL, "--records", "200"}, tc.args...)...)
+			if code != exitUsage || out != "" || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and %q", code, out, errOut, tc.want)
+			}
+			if hs := h.Stats(); hs.Batches != 0 {
+				t.Fatalf("the function was called %d times", hs.Batches)
+			}
+		})
+	}
+	// A report in a directory yet to be made is written.
+	report := filepath.Join(dir, "new", "sub", "report.html")
+	if code, out, errOut := runBench(t, "--url", srv.URL, "--records", "200", "--report", report); code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(report); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -164,18 +164,50 @@ func leadingInt(b []byte) (int64, bool) {
 // data is base64-decoded into a buffer that fn must not keep; an SQS record's
 // data is its body as it stands (base64 text for payload=random).
 func ScanEvent(payload []byte, fn func(data []byte)) error {
-	const kin = `"data":"`
+	return ScanRecords(payload, func(r EventRecord) { fn(r.Data) })
+}
+
+// EventRecord is one record of a Lambda event of generated records, as
+// ScanRecords reads it back. Its slices are valid only during the call it
+// is passed to.
+type EventRecord struct {
+	// ID is the record's itemIdentifier in a partial batch response: its
+	// sequence number, or its messageId when SQS-shaped.
+	ID []byte
+	// Shard and N name the record, whatever its data: the index of its
+	// shard and its number there, from 1, as ParseSeq reads them from its
+	// sequence number. N is 0 when the record has no generator's sequence
+	// number.
+	Shard int
+	N     int64
+	// Data is the record's data, as ScanEvent gives it.
+	Data []byte
+}
+
+// ScanRecords calls fn with every record of a Lambda event of generated
+// records, Kinesis-, DynamoDB- or SQS-shaped, in order. An SQS record's
+// sequence number is read from its receipt handle, which names it.
+func ScanRecords(payload []byte, fn func(r EventRecord)) error {
 	if bytes.Contains(payload, []byte(`"eventSource":"aws:sqs"`)) {
 		var ev struct {
 			Records []struct {
-				Body string `json:"body"`
+				MessageID     string `json:"messageId"`
+				ReceiptHandle string `json:"receiptHandle"`
+				Body          string `json:"body"`
 			} `json:"Records"`
 		}
 		if err := json.Unmarshal(payload, &ev); err != nil {
 			return fmt.Errorf("generator: scan event: %w", err)
 		}
 		for _, r := range ev.Records {
-			fn([]byte(r.Body))
+			er := EventRecord{ID: []byte(r.MessageID), Data: []byte(r.Body)}
+			// NAME/SHARD/SEQ/MESSAGEID: see encodeSQS.
+			if h, err := base64.StdEncoding.DecodeString(r.ReceiptHandle); err == nil {
+				if parts := bytes.Split(h, []byte("/")); len(parts) == 4 {
+					er.Shard, er.N, _ = parseSeq(parts[2])
+				}
+			}
+			fn(er)
 		}
 		return nil
 	}
@@ -183,7 +215,8 @@ func ScanEvent(payload []byte, fn func(data []byte)) error {
 		var ev struct {
 			Records []struct {
 				DynamoDB struct {
-					NewImage struct {
+					SequenceNumber string `json:"SequenceNumber"`
+					NewImage       struct {
 						Data struct {
 							S string `json:"S"`
 						} `json:"data"`
@@ -195,16 +228,31 @@ func ScanEvent(payload []byte, fn func(data []byte)) error {
 			return fmt.Errorf("generator: scan event: %w", err)
 		}
 		for _, r := range ev.Records {
-			fn([]byte(r.DynamoDB.NewImage.Data.S))
+			d := &r.DynamoDB
+			er := EventRecord{ID: []byte(d.SequenceNumber), Data: []byte(d.NewImage.Data.S)}
+			er.Shard, er.N, _ = parseSeq(d.SequenceNumber)
+			fn(er)
 		}
 		return nil
 	}
+	// Kinesis: each record's "sequenceNumber" comes before its "data"
+	// (see event.KinesisEncoder); neither marker can occur inside a JSON
+	// string, whose quotes are escaped.
+	const kin, kseq = `"data":"`, `"sequenceNumber":"`
 	var buf []byte
 	rest := payload
 	for {
 		i := bytes.Index(rest, []byte(kin))
 		if i < 0 {
 			return nil
+		}
+		var er EventRecord
+		if s := bytes.LastIndex(rest[:i], []byte(kseq)); s >= 0 {
+			seq := rest[s+len(kseq) : i]
+			if end := bytes.IndexByte(seq, '"'); end >= 0 {
+				er.ID = seq[:end]
+				er.Shard, er.N, _ = parseSeq(er.ID)
+			}
 		}
 		rest = rest[i+len(kin):]
 		end := bytes.IndexByte(rest, '"')
@@ -216,7 +264,8 @@ func ScanEvent(payload []byte, fn func(data []byte)) error {
 		if err != nil {
 			return fmt.Errorf("generator: scan event: %w", err)
 		}
-		fn(buf)
+		er.Data = buf
+		fn(er)
 		rest = rest[end:]
 	}
 }

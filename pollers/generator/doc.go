@@ -30,7 +30,15 @@
 // (encoded with event.KinesisEncoder for the stream ARN
 // arn:aws:kinesis:us-east-1:000000000000:stream/NAME), DynamoDB-shaped
 // with shape=dynamodb (an INSERT whose NewImage holds the data as the string
-// attribute "data"), or SQS-shaped with shape=sqs.
+// attribute "data", with an eventID of 32 hex digits drawn from the seed, the
+// shard and the record, unique over the generator), or SQS-shaped with
+// shape=sqs.
+//
+// Whatever the payload, ScanRecords reads every record of an event back by
+// its itemIdentifier and its place (shard and record number, from its
+// sequence number), and Source.Poison tells whether it is a poison record:
+// a caller can count records, duplicates and poison records without parsing
+// the data, as esmd bench does for payload=random and templates.
 //
 // With shape=sqs each record is a message as a standard queue
 // (arn:aws:sqs:us-east-1:000000000000:NAME) delivers it the first time,

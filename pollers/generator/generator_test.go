@@ -6,7 +6,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"math"
 	"math/big"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -70,6 +73,18 @@ func TestParseURL(t *testing.T) {
 		{"generator://x?readsize=20000", "readsize: 20000"},
 		{"generator://x?colour=red", "colour: unknown key"},
 		{"generator://x?count=1&count=2", "count: given 2 times"},
+		// An explicit zero is refused however it is written, rather than
+		// taken for the default.
+		{"generator://x?shards=00", "shards: 00 is not between 1"},
+		{"generator://x?shards=-0", "shards: -0 is not between 1"},
+		{"generator://x?keys=000", "keys: 000 is not between 1"},
+		{"generator://x?size=00", "size: 00 is not between 1"},
+		{"generator://x?readsize=00", "readsize: 00 is not between 1"},
+		// A rate that is not a finite number would never generate.
+		{"generator://x?rate=inf", "rate: +Inf is not a number of records per second"},
+		{"generator://x?rate=-Inf", "rate: -Inf is not a number"},
+		{"generator://x?rate=NaN", "rate: NaN is not a number"},
+		{"generator://x?poison=NaN", "poison: NaN is not between 0 and 1"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.url, func(t *testing.T) {
@@ -461,5 +476,201 @@ func TestReleasedReadsAreReused(t *testing.T) {
 	}
 	if string(kept.Records[0].AppendJSON(nil)) != keptJSON {
 		t.Error("a read not released was reused")
+	}
+}
+
+func TestSpecWithDefaults(t *testing.T) {
+	cases := []struct {
+		name string
+		spec Spec
+		want string // "" for valid
+	}{
+		{"zero values take defaults", Spec{Name: "g"}, ""},
+		{"as fast as read", Spec{Name: "g", Rate: 0}, ""},
+		{"infinite rate", Spec{Name: "g", Rate: math.Inf(1)}, "rate: +Inf"},
+		{"NaN rate", Spec{Name: "g", Rate: math.NaN()}, "rate: NaN"},
+		{"negative shards", Spec{Name: "g", Shards: -3}, "shards: -3"},
+		{"NaN poison", Spec{Name: "g", Poison: math.NaN()}, "poison: NaN"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.spec.WithDefaults()
+			if tc.want == "" {
+				if err != nil || got.Shards != DefaultShards || got.Seed != DefaultSeed {
+					t.Fatalf("WithDefaults() = %+v, %v", got, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+			if _, err := New(Config{Spec: tc.spec}); err == nil {
+				t.Fatal("New accepts what WithDefaults refuses")
+			}
+		})
+	}
+}
+
+var eventIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// TestDynamoDBEventIDs checks that the eventIDs of DynamoDB-shaped records
+// look like DynamoDB Streams' (32 hex digits), are unique over every shard
+// and record, are equal for equal seeds, and differ for other seeds.
+// checkIDs checks the ids that ids gives for the records of sp: one per
+// record, each matching re, none repeated, the same again for the same
+// seed, and none shared with the next seed's.
+func checkIDs(t *testing.T, sp Spec, re *regexp.Regexp, what string, ids func(Spec) []string) {
+	t.Helper()
+	a := ids(sp)
+	if int64(len(a)) != sp.Count {
+		t.Fatalf("%d %ss, want one per record, %d", len(a), what, sp.Count)
+	}
+	if b := ids(sp); !slices.Equal(a, b) {
+		t.Fatalf("the same seed gave other %ss", what)
+	}
+	seen := map[string]bool{}
+	for _, id := range a {
+		if seen[id] || !re.MatchString(id) {
+			t.Fatalf("%s %q repeats or does not match %s", what, id, re)
+		}
+		seen[id] = true
+	}
+	sp.Seed++
+	for _, id := range ids(sp) {
+		if seen[id] {
+			t.Fatalf("seeds %d and %d share %s %s", sp.Seed-1, sp.Seed, what, id)
+		}
+	}
+}
+
+func TestDynamoDBEventIDs(t *testing.T) {
+	sp := Spec{Name: "tbl", Shards: 5, Keys: 60, Count: 3000, Seed: 9, ReadSize: 200, Shape: event.DynamoDB}
+	ids := func(sp Spec) []string {
+		t.Helper()
+		var out []string
+		for _, r := range shapedRecords(t, sp) {
+			var dr events.DynamoDBEventRecord
+			if err := json.Unmarshal(r.AppendJSON(nil), &dr); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, dr.EventID)
+		}
+		return out
+	}
+	checkIDs(t, sp, eventIDRE, "eventID", ids)
+	// Far-apart shards and records keep distinct ids.
+	s, _ := New(Config{Spec: Spec{Name: "tbl", Shards: MaxShards, Shape: event.DynamoDB}})
+	checkFarIDs(t, eventIDRE, "eventID", s.eventID, 1<<63-1)
+}
+
+// checkFarIDs checks that id gives far-apart shards and records (up to
+// record maxJ) distinct ids that match re.
+func checkFarIDs(t *testing.T, re *regexp.Regexp, what string, id func(idx int, j int64) string, maxJ int64) {
+	t.Helper()
+	far := map[string]bool{}
+	for _, idx := range []int{0, 1, 2, MaxShards - 1} {
+		for _, j := range []int64{0, 1, 1 << 20, 1 << 40, maxJ} {
+			v := id(idx, j)
+			if far[v] || !re.MatchString(v) {
+				t.Fatalf("%s %s of shard %d record %d repeats or does not match %s", what, v, idx, j, re)
+			}
+			far[v] = true
+		}
+	}
+}
+
+func TestParseSeq(t *testing.T) {
+	cases := []struct {
+		seq   string
+		shard int
+		n     int64
+		ok    bool
+	}{
+		{"4900000000000000000000000001", 0, 1, true},
+		{"4900001200000000000000000345", 12, 345, true},
+		{"4999999909223372036854775807", 999999, 1<<63 - 1, true},
+		{"4900000009223372036854775808", 0, 0, false}, // above 2^63-1
+		{"4900000010000000000000000000", 0, 0, false}, // 20 digits
+		{"4900000000000000000000000000", 0, 0, false}, // records count from 1
+		{"4800000000000000000000000001", 0, 0, false},
+		{"490000000000000000000000001", 0, 0, false},
+		{"49000000000000000000000000001", 0, 0, false},
+		{"49000000000000000000000000x1", 0, 0, false},
+		{"", 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.seq, func(t *testing.T) {
+			shard, n, ok := ParseSeq(tc.seq)
+			if shard != tc.shard || n != tc.n || ok != tc.ok {
+				t.Fatalf("ParseSeq = %d, %d, %v; want %d, %d, %v", shard, n, ok, tc.shard, tc.n, tc.ok)
+			}
+		})
+	}
+	// Every sequence number a generator makes reads back.
+	for j := int64(0); j < 3000; j += 7 {
+		for _, idx := range []int{0, 3, MaxShards - 1} {
+			shard, n, ok := ParseSeq(string(appendSeq(nil, idx, j)))
+			if !ok || shard != idx || n != j+1 {
+				t.Fatalf("record %d of shard %d reads back as %d, %d, %v", j, idx, shard, n, ok)
+			}
+		}
+	}
+}
+
+// TestScanRecords checks that ScanRecords names every record of an event,
+// of every shape and payload, by its itemIdentifier and its place, and
+// that Poison tells the poison records from those alone.
+func TestScanRecords(t *testing.T) {
+	cases := []struct {
+		name string
+		spec Spec
+	}{
+		{"kinesis json", Spec{Shape: event.Kinesis}},
+		{"kinesis random", Spec{Shape: event.Kinesis, Payload: PayloadRandom}},
+		{"kinesis template", Spec{Shape: event.Kinesis, Template: `<{{key}}|{{pad}}>`}},
+		{"dynamodb json", Spec{Shape: event.DynamoDB}},
+		{"dynamodb random", Spec{Shape: event.DynamoDB, Payload: PayloadRandom}},
+		{"sqs json", Spec{Shape: event.SQS}},
+		{"sqs random", Spec{Shape: event.SQS, Payload: PayloadRandom}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := tc.spec
+			sp.Name, sp.Shards, sp.Keys, sp.Count, sp.Size, sp.Seed, sp.Poison = "s", 3, 20, 600, 80, 4, 0.05
+			src, err := New(Config{Spec: sp})
+			if err != nil {
+				t.Fatal(err)
+			}
+			shards, _ := src.Shards(context.Background())
+			poison := 0
+			for _, sh := range shards {
+				recs := readAll(t, src, sh.ID, event.Start{Type: event.TrimHorizon})
+				i := 0
+				err := ScanRecords(event.AppendEvent(nil, recs), func(r EventRecord) {
+					want := recs[i]
+					shard, n, _ := ParseSeq(want.Seq)
+					if string(r.ID) != want.ID || r.Shard != shard || r.N != n || r.N < 1 {
+						t.Fatalf("record %d: scanned id %s, shard %d, n %d; want %s, %d, %d", i, r.ID, r.Shard, r.N, want.ID, shard, n)
+					}
+					d, ok := ParseData(r.Data)
+					if wantOK := sp.Payload != PayloadRandom && sp.Template == ""; ok != wantOK {
+						t.Fatalf("record %d: data %q parsed %v", i, r.Data, ok)
+					}
+					if ok && d.Poison != src.Poison(r.Shard, r.N) {
+						t.Fatalf("record %d: data says poison %v, Poison says not", i, d.Poison)
+					}
+					if src.Poison(r.Shard, r.N) {
+						poison++
+					}
+					i++
+				})
+				if err != nil || i != len(recs) {
+					t.Fatalf("%s: scanned %d of %d records: %v", sh.ID, i, len(recs), err)
+				}
+			}
+			if poison < 10 || poison > 60 {
+				t.Fatalf("%d poison records of 600 at poison=0.05", poison)
+			}
+		})
 	}
 }

@@ -50,7 +50,7 @@ type Source struct {
 	kenc     *event.KinesisEncoder
 	denc     *event.DynamoDBEncoder
 	senc     *event.SQSEncoder
-	idKey    [2]uint64 // seeded keys of the SQS message ids
+	idKey    [2]uint64 // seeded keys of SQS messageIds and DynamoDB eventIDs
 	tmpl     []segment
 	deadline time.Time // zero: none
 
@@ -91,12 +91,12 @@ func New(cfg Config) (*Source, error) {
 		idARN = "arn:aws:iam::" + Account + ":role/esmd"
 	}
 	s := &Source{spec: sp, log: log, done: make(chan struct{})}
+	s.idKey = [2]uint64{splitmix(uint64(sp.Seed) ^ 5<<56), splitmix(uint64(sp.Seed) ^ 6<<56)}
 	switch sp.Shape {
 	case event.DynamoDB:
 		s.denc = event.NewDynamoDBEncoder(Region, sp.StreamARN())
 	case event.SQS:
 		s.senc = event.NewSQSEncoder(Region, sp.StreamARN())
-		s.idKey = [2]uint64{splitmix(uint64(sp.Seed) ^ 5<<56), splitmix(uint64(sp.Seed) ^ 6<<56)}
 	default:
 		s.kenc = event.NewKinesisEncoder(Region, sp.StreamARN(), idARN)
 	}
@@ -276,15 +276,44 @@ func appendPadded(b []byte, v uint64, width int) []byte {
 // parseSeq returns the record number (1-based) a sequence number of shard
 // plan names.
 func (s *Source) parseSeq(plan *shardPlan, seq string) (int64, error) {
-	prefix := string(appendPadded([]byte("49"), uint64(plan.idx), 6))
-	if len(seq) != len(prefix)+seqDigits || seq[:len(prefix)] != prefix {
-		return 0, fmt.Errorf("sequence number %q is not one of this shard's", seq)
-	}
-	n, err := strconv.ParseInt(seq[len(prefix):], 10, 64)
-	if err != nil || n < 1 {
+	idx, n, ok := ParseSeq(seq)
+	if !ok || idx != plan.idx {
 		return 0, fmt.Errorf("sequence number %q is not one of this shard's", seq)
 	}
 	return n, nil
+}
+
+// ParseSeq returns what a generator's sequence number names: the index of
+// the record's shard (0 for shardId-000000000000) and the record's number
+// in that shard, from 1. ok is false for any other string.
+func ParseSeq(seq string) (shard int, n int64, ok bool) {
+	return parseSeq(seq)
+}
+
+// parseSeq is ParseSeq for a string or its bytes, which it does not copy.
+func parseSeq[T string | []byte](seq T) (shard int, n int64, ok bool) {
+	const shardDigits = 6
+	// A record number is below 2^63 < 10^19: its 20 digits begin with 0,
+	// and the other 19 fit a uint64.
+	if len(seq) != 2+shardDigits+seqDigits || seq[0] != '4' || seq[1] != '9' || seq[2+shardDigits] != '0' {
+		return 0, 0, false
+	}
+	var idx, num uint64
+	for i := 2; i < len(seq); i++ {
+		c := seq[i]
+		if c < '0' || c > '9' {
+			return 0, 0, false
+		}
+		if i < 2+shardDigits {
+			idx = idx*10 + uint64(c-'0')
+		} else {
+			num = num*10 + uint64(c-'0')
+		}
+	}
+	if num < 1 || num > math.MaxInt64 {
+		return 0, 0, false
+	}
+	return int(idx), int64(num), true
 }
 
 // splitmix is one step of SplitMix64: a fast, well-mixed 64-bit hash.
@@ -298,6 +327,19 @@ func splitmix(x uint64) uint64 {
 // draw returns the random number of stream kind for record j of shard idx.
 func (s *Source) draw(idx int, j int64, kind uint64) uint64 {
 	return splitmix(splitmix(uint64(s.spec.Seed)^kind<<56^uint64(idx)<<40) ^ uint64(j))
+}
+
+// poison reports that record j (0-based) of shard idx is a poison record.
+func (s *Source) poison(idx int, j int64) bool {
+	return s.spec.Poison > 0 && float64(s.draw(idx, j, 2)>>11)/(1<<53) < s.spec.Poison
+}
+
+// Poison reports that record n (from 1, as ParseSeq gives it) of the shard
+// with index shard is a poison record: one whose data says "poison":true
+// when the payload is JSON. It holds for every payload, so that a caller
+// can tell poison records from their sequence numbers alone.
+func (s *Source) Poison(shard int, n int64) bool {
+	return n >= 1 && s.poison(shard, n-1)
 }
 
 func (s *Source) shardEnded(sh *shardPlan) {
@@ -455,7 +497,7 @@ func (r *reader) generate(n int, now time.Time) (m *readMem, recs []event.Record
 			arrival = r.t0.Add(time.Duration(float64(j-r.j0) / sh.rate * float64(time.Second)))
 		}
 		seq := seqs[i*w : (i+1)*w]
-		poison := s.spec.Poison > 0 && float64(s.draw(sh.idx, j, 2)>>11)/(1<<53) < s.spec.Poison
+		poison := s.poison(sh.idx, j)
 		var pad padding
 		r.data, pad = s.appendData(r.data[:0], sh, j, key, r.perKey[k], arrival, &r.nanos, poison, seq)
 		switch {
@@ -467,7 +509,7 @@ func (r *reader) generate(n int, now time.Time) (m *readMem, recs []event.Record
 		case s.senc != nil:
 			recs[i] = s.encodeSQS(sh, j, key, seq, r.data, arrival)
 		default:
-			recs[i] = s.encodeDynamoDB(key, seq, r.data, arrival)
+			recs[i] = s.encodeDynamoDB(sh.idx, j, key, seq, r.data, arrival)
 		}
 	}
 	s.generated.Add(int64(n))
@@ -553,15 +595,16 @@ func (s *Source) appendData(b []byte, sh *shardPlan, j int64, key int, n int64, 
 	return append(b, `"}`...), pad
 }
 
-// encodeDynamoDB makes an INSERT of item {pk: key, data: <data as string>}.
-func (s *Source) encodeDynamoDB(key int, seq string, data []byte, at time.Time) event.Record {
+// encodeDynamoDB makes the INSERT of item {pk: key, data: <data as
+// string>} that is record j of shard idx.
+func (s *Source) encodeDynamoDB(idx int, j int64, key int, seq string, data []byte, at time.Time) event.Record {
 	img := make([]byte, 0, len(data)+64)
 	img = append(img, s.ddbKeys[key][:len(s.ddbKeys[key])-1]...)
 	img = append(img, `,"data":{"S":`...)
 	img = event.AppendJSONString(img, string(data))
 	img = append(img, `}}`...)
 	return s.denc.Encode(event.DynamoDBRecord{
-		EventID:                     seq[len(seq)-seqDigits:],
+		EventID:                     s.eventID(idx, j),
 		EventName:                   "INSERT",
 		ApproximateCreationDateTime: at,
 		Keys:                        s.ddbKeys[key],
@@ -570,6 +613,21 @@ func (s *Source) encodeDynamoDB(key int, seq string, data []byte, at time.Time) 
 		SizeBytes:                   int64(len(img)),
 		StreamViewType:              "NEW_IMAGE",
 	})
+}
+
+// eventID returns the DynamoDB eventID of record j of shard idx: 32
+// lowercase hex digits, as DynamoDB Streams writes them. It is a function of
+// the seed, the shard and the record only, and no two records of one
+// generator share one: the low 64 bits are a bijection of j (SplitMix64's
+// steps are all invertible), and the high 64 bits, for a given j, a
+// bijection of the shard index.
+func (s *Source) eventID(idx int, j int64) string {
+	var raw [16]byte
+	binary.BigEndian.PutUint64(raw[:8], splitmix(uint64(idx)^s.idKey[0])^splitmix(uint64(j)))
+	binary.BigEndian.PutUint64(raw[8:], splitmix(uint64(j)^s.idKey[1]))
+	var out [32]byte
+	hex.Encode(out[:], raw[:])
+	return string(out[:])
 }
 
 // SenderID is the SenderId attribute of SQS-shaped records.
@@ -584,7 +642,9 @@ const SenderID = "AIDAESMDGENERATOR"
 // itemIdentifier of a partial batch response for SQS), Seq the generator's
 // sequence number (checkpoints and failure records), Key the partition key
 // (lanes keep per-key order), Arrival the generation time, and Receipt is
-// empty, since there is no queue to delete from. Failure records of these
+// empty, since there is no queue to delete from. The receipt handle in the
+// JSON is the base64 of NAME/SHARD/SEQ/MESSAGEID, from which ScanRecords
+// reads the sequence number back. Failure records of these
 // records keep the stream engine's KinesisBatchInfo form with the shard and
 // sequence numbers: Lambda has no on-failure destination for SQS queues, so
 // there is no AWS shape to follow.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"net/url"
 	"slices"
 	"strconv"
@@ -47,8 +48,8 @@ type Spec struct {
 	Name string
 	// Shards is the number of shards; DefaultShards when zero.
 	Shards int
-	// Rate is the target rate in records per second over all shards; zero
-	// generates as fast as the records are read.
+	// Rate is the target rate in records per second over all shards, a
+	// finite number; zero generates as fast as the records are read.
 	Rate float64
 	// Keys is the number of distinct partition keys; DefaultKeys when zero.
 	Keys int
@@ -104,15 +105,21 @@ func ParseURL(s string) (Spec, error) {
 			bad(key, "given %d times", len(vs))
 		}
 		var err error
+		// zero is an explicit 0 for a key whose zero would mean its
+		// default: "shards=0" (or "00") must not become 4 shards.
+		zero := false
 		switch key {
 		case "shards":
 			sp.Shards, err = strconv.Atoi(v)
+			zero = sp.Shards == 0
 		case "rate":
 			sp.Rate, err = strconv.ParseFloat(v, 64)
 		case "keys":
 			sp.Keys, err = strconv.Atoi(v)
+			zero = sp.Keys == 0
 		case "size":
 			sp.Size, err = strconv.Atoi(v)
+			zero = sp.Size == 0
 		case "count":
 			sp.Count, err = strconv.ParseInt(v, 10, 64)
 		case "duration":
@@ -129,15 +136,16 @@ func ParseURL(s string) (Spec, error) {
 			sp.Template = v
 		case "readsize":
 			sp.ReadSize, err = strconv.Atoi(v)
+			zero = sp.ReadSize == 0
 		default:
 			bad(key, "unknown key (known: shards, rate, keys, size, count, duration, seed, shape, poison, payload, template, readsize)")
 			continue
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			bad(key, "%q is not a valid value", v)
-		}
-		if v == "0" && (key == "shards" || key == "keys" || key == "size" || key == "readsize") {
-			bad(key, "0 is not between 1 and its maximum")
+		case zero:
+			bad(key, "%s is not between 1 and its maximum", v)
 		}
 	}
 	if len(errs) > 0 {
@@ -147,6 +155,13 @@ func ParseURL(s string) (Spec, error) {
 		return Spec{}, fmt.Errorf("%q: %w", s, err)
 	}
 	return sp, nil
+}
+
+// WithDefaults returns the spec with its defaults filled in, and an error
+// that names every invalid field, as New would report them.
+func (s Spec) WithDefaults() (Spec, error) {
+	err := s.withDefaults()
+	return s, err
 }
 
 // withDefaults fills in defaults and validates the spec.
@@ -179,7 +194,10 @@ func (s *Spec) withDefaults() error {
 	if s.Shards < 1 || s.Shards > MaxShards {
 		errs = append(errs, fmt.Errorf("shards: %d is not between 1 and %d", s.Shards, MaxShards))
 	}
-	if s.Rate < 0 {
+	switch {
+	case math.IsNaN(s.Rate) || math.IsInf(s.Rate, 0):
+		errs = append(errs, fmt.Errorf("rate: %g is not a number of records per second (0 or more; 0 or none: as fast as read)", s.Rate))
+	case s.Rate < 0:
 		errs = append(errs, fmt.Errorf("rate: %g must not be negative", s.Rate))
 	}
 	if s.Keys < 1 {
@@ -197,7 +215,7 @@ func (s *Spec) withDefaults() error {
 	if s.Shape != event.Kinesis && s.Shape != event.DynamoDB && s.Shape != event.SQS {
 		errs = append(errs, fmt.Errorf("shape: %q is not kinesis, dynamodb or sqs", s.Shape))
 	}
-	if s.Poison < 0 || s.Poison > 1 {
+	if !(s.Poison >= 0 && s.Poison <= 1) { // NaN too
 		errs = append(errs, fmt.Errorf("poison: %g is not between 0 and 1", s.Poison))
 	}
 	if s.Payload != PayloadJSON && s.Payload != PayloadRandom {

@@ -148,23 +148,7 @@ func TestSQSMessageIDs(t *testing.T) {
 		}
 		return out
 	}
-	a, b := ids(sp), ids(sp)
-	if !slices.Equal(a, b) {
-		t.Fatal("the same seed gave other message ids")
-	}
-	seen := map[string]bool{}
-	for _, id := range a {
-		if seen[id] || !uuidRE.MatchString(id) {
-			t.Fatalf("message id %q repeats or is not a UUID", id)
-		}
-		seen[id] = true
-	}
-	sp.Seed = 12
-	for _, id := range ids(sp) {
-		if seen[id] {
-			t.Fatalf("seeds 11 and 12 share message id %s", id)
-		}
-	}
+	checkIDs(t, sp, uuidRE, "message id", ids)
 	// A reader resumed after a checkpoint gives the same ids as the
 	// first one did.
 	sp.Seed = 11
@@ -183,16 +167,7 @@ func TestSQSMessageIDs(t *testing.T) {
 	// Ids of far-apart records and shards stay distinct (the bijections
 	// keep every bit).
 	s2, _ := New(Config{Spec: Spec{Name: "q", Shards: MaxShards, Shape: event.SQS}})
-	far := map[string]bool{}
-	for _, idx := range []int{0, 1, 2, 99999} {
-		for _, j := range []int64{0, 1, 1 << 20, 1 << 40, 1<<62 - 1} {
-			id := s2.messageID(idx, j)
-			if far[id] || !uuidRE.MatchString(id) {
-				t.Fatalf("id %s of shard %d record %d repeats or is not a UUID", id, idx, j)
-			}
-			far[id] = true
-		}
-	}
+	checkFarIDs(t, uuidRE, "message id", s2.messageID, 1<<62-1)
 }
 
 func TestSQSScanEvent(t *testing.T) {

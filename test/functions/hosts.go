@@ -77,16 +77,22 @@ func NATSService(nc *nats.Conn, subject, forward string) (micro.Service, error) 
 			Subject: subject,
 			// micro calls a handler for one request at a time; each
 			// request runs in its own goroutine, as a concurrent function.
+			// The goroutine answers on the connection, not through req:
+			// micro reads req's error state once the handler returns, so
+			// req.Error from a goroutine would race with it.
 			Handler: micro.HandlerFunc(func(req micro.Request) {
+				data, reply := req.Data(), req.Reply()
 				go func() {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					defer cancel()
-					resp, typ, err := run(ctx, req.Data(), forward)
+					msg := &nats.Msg{Subject: reply}
+					resp, typ, err := run(ctx, data, forward)
 					if err != nil {
-						_ = req.Error(typ, err.Error(), nil)
-						return
+						msg.Header = nats.Header{micro.ErrorHeader: {err.Error()}, micro.ErrorCodeHeader: {typ}}
+					} else {
+						msg.Data = resp
 					}
-					_ = req.Respond(resp)
+					_ = nc.PublishMsg(msg)
 				}()
 			}),
 		},

@@ -47,14 +47,16 @@ func TestLatestRestart(t *testing.T) {
 	cases := []struct {
 		name string
 		// run stops a first run somehow and returns the records the
-		// second run must deliver, and the shards it reads.
+		// second run must deliver.
 		run func(t *testing.T, s *fakes.Stream, cps *fakes.Checkpoints) (want []string)
+		// gone is a shard that has left the listing by the restart.
+		gone string
 	}{
 		{"drained while idle, records put while down", func(t *testing.T, s *fakes.Stream, cps *fakes.Checkpoints) []string {
 			h := firstRun(t, s, &fakes.Function{}, cps)
 			h.drain()
 			return put(s, "shard-0", "down", 5)
-		}},
+		}, ""},
 		{"hard-stopped with its first batch in flight", func(t *testing.T, s *fakes.Stream, cps *fakes.Checkpoints) []string {
 			fn := &fakes.Function{Handle: func(ctx context.Context, _ []fakes.Rec) (*mapping.Response, error) {
 				<-ctx.Done() // never answers: a crash cuts it short
@@ -65,14 +67,23 @@ func TestLatestRestart(t *testing.T) {
 			eventually(t, "the invocation in flight", func() bool { return len(fn.Invocations()) == 1 })
 			h.stop()
 			return append(want, put(s, "shard-0", "down", 3)...)
-		}},
+		}, ""},
 		{"split while down", func(t *testing.T, s *fakes.Stream, cps *fakes.Checkpoints) []string {
 			h := firstRun(t, s, &fakes.Function{}, cps)
 			h.drain()
 			want := put(s, "shard-0", "parent", 2)
 			s.Split("shard-0", "shard-1", "shard-2")
 			return append(want, put(s, "shard-1", "child", 2)...)
-		}},
+		}, ""},
+		// The pinned parent leaves the listing (past retention) while
+		// esmd is down: its children, which it never saw, must still
+		// start at TRIM_HORIZON, not LATEST, since the mapping ran before.
+		{"split while down, the parent gone", func(t *testing.T, s *fakes.Stream, cps *fakes.Checkpoints) []string {
+			h := firstRun(t, s, &fakes.Function{}, cps)
+			h.drain()
+			s.Split("shard-0", "shard-1", "shard-2")
+			return append(put(s, "shard-1", "child", 2), put(s, "shard-2", "other", 2)...)
+		}, "shard-0"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -80,7 +91,11 @@ func TestLatestRestart(t *testing.T) {
 			cps := fakes.NewCheckpoints()
 			want := c.run(t, s, cps)
 			fn := &fakes.Function{}
-			h := start(t, cfg, s, fn, cps)
+			var src mapping.Source = s
+			if c.gone != "" {
+				src = &listingWithout{Stream: s, gone: c.gone}
+			}
+			h := run(t, cfg, mapping.Deps{Source: src, Invoker: fn, Destination: &fakes.Destination{}, Checkpointer: cps})
 			eventually(t, "every record", func() bool { return h.r.Stats().InvokedEvents.Load() >= int64(len(want)) })
 			h.drain()
 			var got []string
@@ -94,11 +109,23 @@ func TestLatestRestart(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("after the restart the function got %v, want %v", got, want)
 			}
-			if p := cps.Get(mname, "shard-0"); !p.Since.IsZero() && p.Seq == "" && !p.Finished {
+			if p := cps.Get(mname, "shard-0"); c.gone != "shard-0" && !p.Since.IsZero() && p.Seq == "" && !p.Finished {
 				t.Errorf("shard-0's checkpoint is still %+v after its records were done", p)
 			}
 		})
 	}
+}
+
+// listingWithout is a stream from whose listing one shard has gone, as a
+// shard past retention leaves it.
+type listingWithout struct {
+	*fakes.Stream
+	gone string
+}
+
+func (l *listingWithout) Shards(ctx context.Context) ([]event.Shard, error) {
+	list, err := l.Stream.Shards(ctx)
+	return slices.DeleteFunc(list, func(s event.Shard) bool { return s.ID == l.gone }), err
 }
 
 // TestLatestPinOnlyOnce: a shard started from its checkpoint, or at

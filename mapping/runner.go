@@ -199,6 +199,18 @@ func (r *Runner) Run(ctx context.Context) error {
 // reconcile merges a shard listing into what the supervisor knows, loading
 // the checkpoints of shards it had not seen.
 func (r *Runner) reconcile(ctx context.Context, shards map[string]*shardState, list []event.Shard, first bool) error {
+	initial := first
+	if first {
+		// A mapping that has run before starts no shard at its
+		// StartingPosition: a shard without a checkpoint was born while
+		// esmd was down (its parents may have left the listing since),
+		// and LATEST would skip its records.
+		resumed, err := r.resumed(ctx)
+		if err != nil {
+			return err
+		}
+		initial = !resumed
+	}
 	for _, s := range list {
 		if st, ok := shards[s.ID]; ok {
 			st.shard = s
@@ -208,9 +220,33 @@ func (r *Runner) reconcile(ctx context.Context, shards map[string]*shardState, l
 		if err != nil {
 			return fmt.Errorf("load checkpoint of %s: %w", s.ID, err)
 		}
-		shards[s.ID] = &shardState{shard: s, initial: first, cp: cp, finished: cp.Finished}
+		shards[s.ID] = &shardState{shard: s, initial: initial, cp: cp, finished: cp.Finished}
 	}
 	return nil
+}
+
+// positionLister is a Checkpointer that lists a mapping's saved positions.
+type positionLister interface {
+	All(ctx context.Context, mapping string) (map[string]event.Position, error)
+}
+
+// resumed reports that the checkpoints hold a position of this mapping,
+// for any shard: it ran before. A Checkpointer that cannot list says no.
+func (r *Runner) resumed(ctx context.Context) (bool, error) {
+	pl, ok := r.deps.Checkpointer.(positionLister)
+	if !ok {
+		return false, nil
+	}
+	all, err := pl.All(ctx, r.cfg.Name)
+	if err != nil {
+		return false, fmt.Errorf("list checkpoints: %w", err)
+	}
+	for _, p := range all {
+		if !p.IsZero() {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // startReady starts a worker for every shard whose parents are finished, and

@@ -170,7 +170,9 @@ func (r *reader) skipEarlier(recs []event.Record) []event.Record {
 		return recs
 	}
 	k := 0
-	for k < len(recs) && recs[k].Arrival.Before(r.since) {
+	// A record without a creation time is not taken for an earlier one:
+	// skipping it, and every one after it, would lose them.
+	for k < len(recs) && !recs[k].Arrival.IsZero() && recs[k].Arrival.Before(r.since) {
 		k++
 	}
 	if k < len(recs) {

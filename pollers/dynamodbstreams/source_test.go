@@ -307,6 +307,26 @@ func TestShardsOtherErrorIsNotGone(t *testing.T) {
 	}
 }
 
+// TestAtTimestampWithoutCreationTime: a record without a creation time is
+// not taken for one created before an AT_TIMESTAMP start; skipping it would
+// skip every record after it too.
+func TestAtTimestampWithoutCreationTime(t *testing.T) {
+	recs := fakeRecords(0, 5)
+	for i := range recs {
+		recs[i].Dynamodb.ApproximateCreationDateTime = nil
+	}
+	f := newFake(fakeARN, fakeShard{id: "a", records: recs})
+	s, _ := newSource(t, f, Config{})
+	r, err := s.Open(context.Background(), event.Shard{ID: "a"}, event.Start{Type: event.AtTimestamp, Timestamp: time.Unix(1600000000, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Read(context.Background())
+	if err != nil || len(res.Records) != 5 {
+		t.Fatalf("read %d of 5 records, %v", len(res.Records), err)
+	}
+}
+
 func TestOpenStartingPositions(t *testing.T) {
 	cases := []struct {
 		name     string

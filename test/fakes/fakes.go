@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -275,6 +276,19 @@ func (c *Checkpoints) Save(ctx context.Context, m, shard string, p event.Positio
 	}
 	c.m[m+"/"+shard] = p
 	return nil
+}
+
+// All returns mapping m's saved positions, by shard.
+func (c *Checkpoints) All(ctx context.Context, m string) (map[string]event.Position, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]event.Position{}
+	for k, p := range c.m {
+		if shard, ok := strings.CutPrefix(k, m+"/"); ok {
+			out[shard] = p
+		}
+	}
+	return out, nil
 }
 
 // Get returns the saved position of a shard.

@@ -194,7 +194,7 @@ func (f *File) load(created bool) error {
 		return fmt.Errorf("stat: %w", f.pathErr(err))
 	}
 	if fi.Size() == 0 && !created {
-		return corrupt(errors.New("the file is empty, which esmd never leaves it: it was truncated or replaced"))
+		return corrupt(errors.New("the file is empty, which esmd never leaves it: it was truncated or replaced; if it was created empty on purpose (touch, systemd-tmpfiles), delete it and let esmd create it"))
 	}
 	if err := f.read(fi.Size()); err != nil {
 		return err

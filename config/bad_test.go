@@ -331,6 +331,9 @@ func TestSecondDocument(t *testing.T) {
 		{"a: 1\n---\n~\n", 0},
 		{"a: 1\n---\nb: 2\n", 2},
 		{"---\na: 1\n---\n- b\n", 3},
+		// A second document that does not parse is lost all the same.
+		{"a: 1\n---\nb: [c\n", 2},
+		{"---\na: 1\n---\nb:\n\t- c\n", 3},
 	}
 	for _, tc := range tests {
 		if got := secondDocument([]byte(tc.yaml)); got != tc.line {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -99,13 +100,39 @@ func secondDocument(data []byte) int {
 	if dec.Decode(&first) != nil {
 		return 0
 	}
-	if err := dec.Decode(&second); err != nil || len(second.Content) == 0 {
+	if err := dec.Decode(&second); errors.Is(err, io.EOF) {
+		return 0
+	} else if err != nil {
+		// A second document that does not parse is one too, and its
+		// mappings would be lost just the same.
+		return secondMarker(data)
+	}
+	if len(second.Content) == 0 {
 		return 0
 	}
 	if n := second.Content[0]; n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return 0
 	}
 	return max(second.Line, 1)
+}
+
+// secondMarker returns the line of the --- that starts data's second
+// document (a leading --- starts the first), or 1 when none is found.
+func secondMarker(data []byte) int {
+	content := false
+	for i, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimRight(line, " \t\r")
+		switch {
+		case t == "---" || strings.HasPrefix(t, "--- "):
+			if content {
+				return i + 1
+			}
+			content = true // a leading marker: the first document's
+		case t != "" && !strings.HasPrefix(strings.TrimSpace(t), "#"):
+			content = true
+		}
+	}
+	return 1
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)

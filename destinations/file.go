@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/esmd-dev/esmd/event"
 	"github.com/esmd-dev/esmd/mapping"
@@ -72,7 +73,7 @@ func (d *File) Send(ctx context.Context, f *event.Failure) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("destination file %s: %w", d.path, err)
 	}
-	if err := d.append(line); err != nil {
+	if err := d.append(ctx, line); err != nil {
 		return fmt.Errorf("destination file %s: append: %w", d.path, err)
 	}
 	d.log.DebugContext(ctx, "failure record sent", logAttrs(f)...)
@@ -81,7 +82,7 @@ func (d *File) Send(ctx context.Context, f *event.Failure) error {
 
 // append writes line at the end of the file and syncs it. Called with mu
 // held.
-func (d *File) append(line []byte) (err error) {
+func (d *File) append(ctx context.Context, line []byte) (err error) {
 	fh, created, err := d.open()
 	if err != nil {
 		return err
@@ -94,8 +95,8 @@ func (d *File) append(line []byte) (err error) {
 	// esmd processes sharing the file take turns, so that a line without
 	// its newline below can only be a killed writer's. The lock goes with
 	// the descriptor, at Close.
-	if err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX); err != nil {
-		return fmt.Errorf("lock: %w", err)
+	if err := lockFile(ctx, fh); err != nil {
+		return err
 	}
 	st, err := fh.Stat()
 	if err != nil {
@@ -122,6 +123,37 @@ func (d *File) append(line []byte) (err error) {
 		return syncDir(filepath.Dir(d.path))
 	}
 	return nil
+}
+
+// lockPoll is how often lockFile tries again while another holds the lock.
+const lockPoll = 20 * time.Millisecond
+
+// lockFile takes fh's exclusive flock, trying again until ctx ends: another
+// process may hold it for long (a writer on a stalled disk, an operator's
+// flock), and a Send must stay cancellable meanwhile.
+func lockFile(ctx context.Context, fh *os.File) error {
+	var tick *time.Ticker
+	for {
+		err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			if tick != nil {
+				tick.Stop()
+			}
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
+			return fmt.Errorf("lock: %w", err)
+		}
+		if tick == nil {
+			tick = time.NewTicker(lockPoll)
+			defer tick.Stop()
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("lock: another process holds the file's lock: %w", ctx.Err())
+		}
+	}
 }
 
 // cutPartialLine truncates fh, of size bytes, after its last newline when

@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestFileConcurrentSends(t *testing.T) {
@@ -203,3 +205,41 @@ func TestFilePartialLine(t *testing.T) {
 }
 
 func tail(b []byte) []byte { return b[max(0, len(b)-40):] }
+
+// TestFileLockHonoursContext: while another holder keeps the file's lock
+// (another esmd on a stalled disk, an operator's flock), Send waits, and
+// gives up when its context ends; once the lock is free it appends.
+func TestFileLockHonoursContext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "failures.jsonl")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewFile("file://"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = d.Send(ctx, testFailure())
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("Send while the lock is held = %v after %s; want the context's deadline, at once", err, time.Since(start))
+	}
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Send(t.Context(), testFailure()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != string(goldenBytes(t, "kinesis_failure.golden.json"))+"\n" {
+		t.Errorf("the file holds %q, want the one record the second Send wrote", got)
+	}
+}

@@ -22,6 +22,10 @@ type fanOutReader struct {
 	src   *Source
 	shard event.Shard
 	start event.Start
+	// again, when set, replaces start once a subscription was tried: a
+	// LATEST start pinned to the time the shard was first opened, so that
+	// a resubscription before the first event skips nothing.
+	again event.Start
 	log   *slog.Logger
 	rt    *retrier
 
@@ -57,12 +61,16 @@ func (r *fanOutReader) position() *types.StartingPosition {
 	if r.cont != "" {
 		return &types.StartingPosition{Type: types.ShardIteratorTypeAfterSequenceNumber, SequenceNumber: aws.String(r.cont)}
 	}
-	p := &types.StartingPosition{Type: types.ShardIteratorType(r.start.Type)}
-	switch r.start.Type {
+	start := r.start
+	if r.again.Type != "" {
+		r.start = r.again // for the next subscription
+	}
+	p := &types.StartingPosition{Type: types.ShardIteratorType(start.Type)}
+	switch start.Type {
 	case event.AtTimestamp:
-		p.Timestamp = aws.Time(r.start.Timestamp)
+		p.Timestamp = aws.Time(start.Timestamp)
 	case event.AfterSequence, event.AtSequence:
-		p.SequenceNumber = aws.String(r.start.Seq)
+		p.SequenceNumber = aws.String(start.Seq)
 	}
 	return p
 }

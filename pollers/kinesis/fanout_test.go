@@ -163,6 +163,42 @@ func TestFanOutResubscribes(t *testing.T) {
 	})
 }
 
+// TestFanOutLatestResubscribes: a subscription at LATEST that fails
+// before its first event is taken again at the time the shard was first
+// opened (AT_TIMESTAMP), not at a new LATEST that would skip what was put
+// in between.
+func TestFanOutLatestResubscribes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src, ins := newFanOutSource(t, []subscription{
+			{stream: newFakeStream(&types.InternalFailureException{})},
+			{stream: newFakeStream(nil, pushEvent(1, 2, ""))},
+		}, nil)
+		r, err := src.Open(t.Context(), event.Shard{ID: "shardId-0"}, event.Start{Type: event.Latest})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for {
+			if _, err := r.Read(t.Context()); errors.Is(err, mapping.ErrShardClosed) {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+		pinned, _ := src.pinLatest("shardId-0")
+		if len(*ins) != 2 {
+			t.Fatalf("%d subscriptions, want 2", len(*ins))
+		}
+		first, second := (*ins)[0].StartingPosition, (*ins)[1].StartingPosition
+		if first.Type != types.ShardIteratorTypeLatest {
+			t.Errorf("first subscription at %s, want LATEST", first.Type)
+		}
+		if second.Type != types.ShardIteratorTypeAtTimestamp || !aws.ToTime(second.Timestamp).Equal(pinned) {
+			t.Errorf("second subscription at %s %v, want AT_TIMESTAMP %v", second.Type, aws.ToTime(second.Timestamp), pinned)
+		}
+	})
+}
+
 func TestFanOutErrors(t *testing.T) {
 	tests := []struct {
 		name string

@@ -335,7 +335,11 @@ func (s *Source) Open(ctx context.Context, sh event.Shard, start event.Start) (m
 		pinned = at
 	}
 	if s.cfg.ConsumerARN != "" && !sh.Closed {
-		return s.newFanOutReader(sh, start), nil
+		fr := s.newFanOutReader(sh, start)
+		if !pinned.IsZero() {
+			fr.again = event.Start{Type: event.AtTimestamp, Timestamp: pinned}
+		}
+		return fr, nil
 	}
 	r := s.newPollReader(sh, start)
 	if err := r.acquire(ctx); err != nil {

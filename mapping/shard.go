@@ -566,12 +566,12 @@ func (w *worker) save(ctx context.Context, finished bool) bool {
 }
 
 // pinLatest saves, before a shard without a checkpoint is first opened at
-// LATEST, the time it starts from (less latestSlack) as its checkpoint.
+// LATEST, the time it starts from (see LatestSince) as its checkpoint.
 // Until one of its records is done, a restart then reads on from that time
 // instead of taking a new LATEST, which would skip every record put while
 // esmd was down, and also those it had read but not yet finished.
 func (w *worker) pinLatest(ctx context.Context) {
-	p := event.Position{Since: time.Now().Add(-latestSlack).Truncate(time.Millisecond).UTC()}
+	p := event.Position{Since: LatestSince()}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.r.deps.Checkpointer.Save(ctx, w.r.cfg.Name, w.shard.ID, p); err != nil {
@@ -583,12 +583,16 @@ func (w *worker) pinLatest(ctx context.Context) {
 	w.r.stats.CheckpointSaves.Add(1)
 }
 
-// latestSlack moves a pinned LATEST back in time, as the sources do for
-// reopened readers: a server refuses an AT_TIMESTAMP in its future, which a
-// clock a little ahead of its own would ask for. A restart may then also
-// read records put up to this long before the shard was first opened: more
-// than LATEST gives, never fewer.
-const latestSlack = time.Second
+// LatestSince is the time a LATEST start is pinned to when it is taken now,
+// for a restart (pinLatest) or a reopened reader (the Kinesis source) to
+// read on from with AT_TIMESTAMP: a second before now, in whole
+// milliseconds. The second covers a clock a little ahead of the server's,
+// which refuses an AT_TIMESTAMP in its future; records put up to that long
+// before the start may then be read too: more than LATEST gives, never
+// fewer.
+func LatestSince() time.Time {
+	return time.Now().Add(-time.Second).Truncate(time.Millisecond).UTC()
+}
 
 // saveFinal writes the last checkpoint with its own short deadline, so that
 // it is written even after a hard stop.

@@ -99,7 +99,8 @@ type Source struct {
 }
 
 // pinLatest returns when shard was first opened at LATEST by this Source
-// (now if this is the first time, and whether it is), less latestSlack.
+// (now if this is the first time, and whether it is), as
+// mapping.LatestSince gives it.
 // Later opens start at that time (AT_TIMESTAMP), not at a new LATEST: a
 // reader reopened before it returned any record would otherwise skip what
 // was put in between.
@@ -112,17 +113,10 @@ func (s *Source) pinLatest(shard string) (time.Time, bool) {
 	if s.latest == nil {
 		s.latest = map[string]time.Time{}
 	}
-	t := time.Now().Add(-latestSlack).Truncate(time.Millisecond)
+	t := mapping.LatestSince()
 	s.latest[shard] = t
 	return t, true
 }
-
-// latestSlack moves a pinned LATEST back in time: servers refuse an
-// AT_TIMESTAMP in their future, which a clock a little ahead of theirs
-// would ask for. A reopened reader may then also return records put up to
-// this long before it was first opened: more than LATEST gives, never
-// fewer.
-const latestSlack = time.Second
 
 var _ mapping.Source = (*Source)(nil)
 

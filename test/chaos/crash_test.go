@@ -27,37 +27,47 @@ type crashSource struct {
 	records   int
 	crashes   int
 	shards    int
-	endpoints func(t *testing.T) (endpoints, arn string, put func(t *testing.T, recs []put))
+	endpoints streamSetup
 }
 
 func TestCrashStreams(t *testing.T) {
 	sources := []crashSource{
-		{
-			name: "kinesis", records: size(10_000, 50_000), crashes: size(5, 20), shards: 2,
-			endpoints: func(t *testing.T) (string, string, func(*testing.T, []put)) {
-				ep := servers.Kinesalite(t)
-				name := servers.UniqueName("crash")
-				arn := servers.CreateStream(t, ep, name, 2)
-				return "    kinesis: " + ep + "\n", arn, func(t *testing.T, recs []put) { putRecords(t, ep, name, recs) }
-			},
-		},
-		{
-			// moto writes and reads about 2k records/s, on one shard.
-			name: "dynamodb", records: size(2_000, 10_000), crashes: size(3, 20), shards: 1,
-			endpoints: func(t *testing.T) (string, string, func(*testing.T, []put)) {
-				moto := servers.Moto(t)
-				table := servers.UniqueName("crash")
-				arn := servers.CreateTable(t, moto, table)
-				return fmt.Sprintf("    dynamodb: %s\n    dynamodbstreams: %s\n", moto, moto), arn,
-					func(t *testing.T, recs []put) { putItems(t, moto, table, recs) }
-			},
-		},
+		{name: "kinesis", records: size(10_000, 50_000), crashes: size(5, 20), shards: 2, endpoints: kinesisStream("crash", 2)},
+		// moto writes and reads about 2k records/s, on one shard.
+		{name: "dynamodb", records: size(2_000, 10_000), crashes: size(3, 20), shards: 1, endpoints: dynamoDBTable("crash")},
 	}
 	for _, src := range sources {
 		t.Run(src.name, func(t *testing.T) {
 			t.Parallel()
 			crashStream(t, src)
 		})
+	}
+}
+
+// streamSetup starts a stream's server and makes a stream on it; it returns
+// the aws.endpoints lines of esmd's configuration, the stream ARN, and a
+// func that puts records on the stream.
+type streamSetup func(t *testing.T) (endpoints, arn string, put func(t *testing.T, recs []put))
+
+// kinesisStream makes a kinesalite stream of shards shards, named from
+// prefix.
+func kinesisStream(prefix string, shards int) streamSetup {
+	return func(t *testing.T) (string, string, func(*testing.T, []put)) {
+		ep := servers.Kinesalite(t)
+		name := servers.UniqueName(prefix)
+		arn := servers.CreateStream(t, ep, name, shards)
+		return "    kinesis: " + ep + "\n", arn, func(t *testing.T, recs []put) { putRecords(t, ep, name, recs) }
+	}
+}
+
+// dynamoDBTable makes a moto table with a stream, named from prefix.
+func dynamoDBTable(prefix string) streamSetup {
+	return func(t *testing.T) (string, string, func(*testing.T, []put)) {
+		moto := servers.Moto(t)
+		table := servers.UniqueName(prefix)
+		arn := servers.CreateTable(t, moto, table)
+		return fmt.Sprintf("    dynamodb: %s\n    dynamodbstreams: %s\n", moto, moto), arn,
+			func(t *testing.T, recs []put) { putItems(t, moto, table, recs) }
 	}
 }
 

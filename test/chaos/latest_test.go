@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/esmd-dev/esmd/test/servers"
 )
 
 // TestLatestRestart: a mapping at StartingPosition LATEST on an idle stream
@@ -19,21 +17,10 @@ import (
 func TestLatestRestart(t *testing.T) {
 	sources := []struct {
 		name      string
-		endpoints func(t *testing.T) (endpoints, arn string, put func(t *testing.T, recs []put))
+		endpoints streamSetup
 	}{
-		{"kinesis", func(t *testing.T) (string, string, func(*testing.T, []put)) {
-			ep := servers.Kinesalite(t)
-			name := servers.UniqueName("latest")
-			arn := servers.CreateStream(t, ep, name, 2)
-			return "    kinesis: " + ep + "\n", arn, func(t *testing.T, recs []put) { putRecords(t, ep, name, recs) }
-		}},
-		{"dynamodb", func(t *testing.T) (string, string, func(*testing.T, []put)) {
-			moto := servers.Moto(t)
-			table := servers.UniqueName("latest")
-			arn := servers.CreateTable(t, moto, table)
-			return fmt.Sprintf("    dynamodb: %s\n    dynamodbstreams: %s\n", moto, moto), arn,
-				func(t *testing.T, recs []put) { putItems(t, moto, table, recs) }
-		}},
+		{"kinesis", kinesisStream("latest", 2)},
+		{"dynamodb", dynamoDBTable("latest")},
 	}
 	for _, src := range sources {
 		for _, kill := range []bool{false, true} {

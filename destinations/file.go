@@ -136,9 +136,6 @@ func lockFile(ctx context.Context, fh *os.File) error {
 	for {
 		err := syscall.Flock(int(fh.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			if tick != nil {
-				tick.Stop()
-			}
 			return nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
@@ -159,16 +156,24 @@ func lockFile(ctx context.Context, fh *os.File) error {
 // cutPartialLine truncates fh, of size bytes, after its last newline when
 // it does not end in one, and returns its size then.
 func cutPartialLine(fh *os.File, size int64) (int64, error) {
-	var buf [64 << 10]byte
+	if size == 0 {
+		return 0, nil
+	}
+	// The usual case: the file ends in a newline, one byte looked at.
+	var last [1]byte
+	if _, err := fh.ReadAt(last[:], size-1); err != nil {
+		return size, err
+	}
+	if last[0] == '\n' {
+		return size, nil
+	}
+	buf := make([]byte, 64<<10)
 	end := size
 	for end > 0 {
 		n := min(end, int64(len(buf)))
 		chunk := buf[:n]
 		if _, err := fh.ReadAt(chunk, end-n); err != nil {
 			return size, err
-		}
-		if end == size && chunk[n-1] == '\n' {
-			return size, nil // the usual case: one byte looked at
 		}
 		if i := bytes.LastIndexByte(chunk, '\n'); i >= 0 {
 			end = end - n + int64(i) + 1

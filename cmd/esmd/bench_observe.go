@@ -308,11 +308,7 @@ func (o *observer) Invoke(ctx context.Context, req *mapping.Request) (*mapping.R
 		if resp != nil {
 			body = resp.Body
 		}
-		ids := make([]string, len(recs))
-		for i, r := range recs {
-			ids[i] = r.id
-		}
-		k, perr := mapping.FirstFailed(body, len(ids), func(i int) string { return ids[i] })
+		k, perr := mapping.FirstFailed(body, len(recs), func(i int) string { return recs[i].id })
 		if perr != nil {
 			// The engine fails the whole batch as a function error.
 			o.functionErrors++

@@ -264,20 +264,18 @@ func rateChart(title string, names []string, r rates, series [][]float64) svgCha
 		var b strings.Builder
 		if len(s) == 1 {
 			fmt.Fprintf(&b, "M%.1f,%.1f L%.1f,%.1f", x(0), y(s[0]), x(total), y(s[0]))
-		}
-		for i, v := range s {
-			if len(s) == 1 {
-				break
+		} else {
+			for i, v := range s {
+				from, to := float64(i)*w, float64(i+1)*w
+				if i == len(s)-1 {
+					to = total
+				}
+				cmd := "L"
+				if i == 0 {
+					cmd = "M"
+				}
+				fmt.Fprintf(&b, "%s%.1f,%.1f ", cmd, x((from+to)/2), y(v))
 			}
-			from, to := float64(i)*w, float64(i+1)*w
-			if i == len(s)-1 {
-				to = total
-			}
-			cmd := "L"
-			if i == 0 {
-				cmd = "M"
-			}
-			fmt.Fprintf(&b, "%s%.1f,%.1f ", cmd, x((from+to)/2), y(v))
 		}
 		c.Paths = append(c.Paths, svgPath{Class: fmt.Sprintf("s%d", k), D: strings.TrimSpace(b.String()), Label: names[k]})
 	}

@@ -513,9 +513,6 @@ func TestSpecWithDefaults(t *testing.T) {
 
 var eventIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// TestDynamoDBEventIDs checks that the eventIDs of DynamoDB-shaped records
-// look like DynamoDB Streams' (32 hex digits), are unique over every shard
-// and record, are equal for equal seeds, and differ for other seeds.
 // checkIDs checks the ids that ids gives for the records of sp: one per
 // record, each matching re, none repeated, the same again for the same
 // seed, and none shared with the next seed's.
@@ -543,6 +540,9 @@ func checkIDs(t *testing.T, sp Spec, re *regexp.Regexp, what string, ids func(Sp
 	}
 }
 
+// TestDynamoDBEventIDs checks that the eventIDs of DynamoDB-shaped records
+// look like DynamoDB Streams' (32 hex digits), are unique over every shard
+// and record, are equal for equal seeds, and differ for other seeds.
 func TestDynamoDBEventIDs(t *testing.T) {
 	sp := Spec{Name: "tbl", Shards: 5, Keys: 60, Count: 3000, Seed: 9, ReadSize: 200, Shape: event.DynamoDB}
 	ids := func(sp Spec) []string {
